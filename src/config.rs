@@ -1,0 +1,883 @@
+//! Typed configuration: a TOML file, overridden by `BROKER_<SECTION>__<KEY>` environment variables,
+//! then validated into [`Config`]. Validation reports every problem at once, each with its key and a fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+pub const ENV_PREFIX: &str = "BROKER_";
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.key, self.message, self.fix)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    Oidc,
+    Dev,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Oidc => "oidc",
+            ProviderKind::Dev => "dev",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub session: SessionConfig,
+    pub store: StoreConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    /// Exact origins (`scheme://host[:port]`, no path) that `return_to` may point to.
+    pub allowed_origins: Vec<String>,
+    pub environment: Environment,
+}
+
+impl ServerConfig {
+    /// `https` public URLs get `__Host-` cookies with `Secure`; plain-http loopback development
+    /// cannot (browsers drop `Secure` cookies set over http on most hosts), so it uses plain names.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// `{public_url}{path}` with `path` starting at `/`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub idle_timeout: Duration,
+    pub absolute_lifetime: Duration,
+    pub login_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub display_name: String,
+    /// For `oidc`; for `dev` it is derived from the public URL.
+    pub issuer: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    /// Lets the outbound client reach this issuer on a private or loopback address.
+    pub allow_private_network: bool,
+    pub fetch_userinfo: bool,
+    /// Test users offered by a `dev` provider's login page.
+    pub dev_users: Vec<DevUser>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DevUser {
+    pub sub: String,
+    pub email: String,
+    #[serde(default = "yes")]
+    pub email_verified: bool,
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub fn default_dev_users() -> Vec<DevUser> {
+    let user = |sub: &str, name: &str, verified: bool, groups: &[&str]| DevUser {
+        sub: sub.to_string(),
+        email: format!("{sub}@example.test"),
+        email_verified: verified,
+        name: name.to_string(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    vec![
+        user("alice", "Alice Example", true, &["admins", "staff"]),
+        user("bob", "Bob Example", true, &["staff"]),
+        user("carol", "Carol Unverified", false, &[]),
+    ]
+}
+
+// ---- raw, as written ------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    environment: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    idle_timeout: Option<String>,
+    absolute_lifetime: Option<String>,
+    login_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: Option<String>,
+    display_name: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scopes: Option<Vec<String>>,
+    allow_private_network: Option<bool>,
+    fetch_userinfo: Option<bool>,
+    users: Option<Vec<DevUser>>,
+}
+
+const SECTIONS: &[&str] = &["server", "session", "store", "providers"];
+
+/// Reads the file at `path`, applies environment overrides from `env`, and validates.
+pub fn load(
+    path: &std::path::Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(vec![Problem {
+            key: "(file)".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+            fix: "pass the path of a readable TOML file with --config".into(),
+        }])
+    })?;
+    from_toml_str(&text, env)
+}
+
+/// Parses TOML text, applies environment overrides, and validates.
+pub fn from_toml_str(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError(vec![Problem {
+            key: "(file)".into(),
+            message: format!("not valid TOML: {}", e.message()),
+            fix: format!(
+                "correct the syntax near {}",
+                e.span()
+                    .map_or("the start".into(), |s| format!("byte {}", s.start))
+            ),
+        }])
+    })?;
+    let mut problems = Vec::new();
+    apply_env_overrides(&mut table, env, &mut problems);
+    validate(table, problems)
+}
+
+/// `BROKER_PROVIDERS__CORP__CLIENT_SECRET=x` sets `providers.corp.client_secret = "x"`. A value that
+/// reads as a TOML array, inline table or boolean is taken as one; anything else is a string.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.len() < 2
+            || path.iter().any(|s| s.is_empty())
+            || !SECTIONS.contains(&path[0].as_str())
+        {
+            // Not ours to interpret (BROKER_LOG, say) unless it names a known section.
+            if SECTIONS.contains(&path[0].as_str()) {
+                problems.push(Problem {
+                    key: name.clone(),
+                    message: "malformed override name".into(),
+                    fix: "use BROKER_<SECTION>__<KEY>, e.g. BROKER_SERVER__PUBLIC_URL".into(),
+                });
+            }
+            continue;
+        }
+        let value = parse_env_value(&raw);
+        if let Err(seg) = set_path(table, &path, value) {
+            problems.push(Problem {
+                key: name.clone(),
+                message: format!("`{seg}` is not a table in the file, so it cannot hold keys"),
+                fix: "remove the override or the conflicting key in the file".into(),
+            });
+        }
+    }
+}
+
+/// Sets `path` in `table`, creating tables on the way; on a non-table in the way, returns its name.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Ok(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => match table
+            .entry(first.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => set_path(t, rest, value),
+            _ => Err(first.clone()),
+        },
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let trimmed = raw.trim();
+    if trimmed.starts_with('[')
+        || trimmed.starts_with('{')
+        || trimmed == "true"
+        || trimmed == "false"
+    {
+        if let Ok(t) = format!("v = {trimmed}").parse::<toml::Table>()
+            && let Some(v) = t.get("v")
+        {
+            return v.clone();
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn section<T: for<'de> Deserialize<'de> + Default>(
+    table: &mut toml::Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> T {
+    match table.remove(key) {
+        None => T::default(),
+        Some(v) => match v.try_into::<T>() {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem {
+                    key: key.into(),
+                    message: e.message().trim().to_string(),
+                    fix: format!("see the [{key}] section in README.md for the accepted keys"),
+                });
+                T::default()
+            }
+        },
+    }
+}
+
+fn problem(
+    problems: &mut Vec<Problem>,
+    key: impl Into<String>,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) {
+    problems.push(Problem {
+        key: key.into(),
+        message: message.into(),
+        fix: fix.into(),
+    });
+}
+
+fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config, ConfigError> {
+    let server: RawServer = section(&mut table, "server", &mut problems);
+    let session: RawSession = section(&mut table, "session", &mut problems);
+    let store: RawStore = section(&mut table, "store", &mut problems);
+    let raw_providers = table.remove("providers");
+    for key in table.keys() {
+        problem(
+            &mut problems,
+            key.clone(),
+            "unknown section",
+            format!("remove it; the sections are {}", SECTIONS.join(", ")),
+        );
+    }
+
+    let environment = match server.environment.as_deref().unwrap_or("development") {
+        "development" => Environment::Development,
+        "production" => Environment::Production,
+        other => {
+            problem(
+                &mut problems,
+                "server.environment",
+                format!("`{other}` is not an environment"),
+                "use \"development\" or \"production\"",
+            );
+            Environment::Production
+        }
+    };
+
+    let listen = match server
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:8080")
+        .parse::<SocketAddr>()
+    {
+        Ok(a) => a,
+        Err(_) => {
+            problem(
+                &mut problems,
+                "server.listen",
+                "not an address",
+                "use IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        }
+    };
+
+    let public_url = match server.public_url.as_deref() {
+        None => {
+            let u = format!("http://{listen}");
+            Url::parse(&u).ok()
+        }
+        Some(s) => match Url::parse(s) {
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                problem(&mut problems, "server.public_url", "must not carry a query or fragment", "use the bare base URL, e.g. \"https://auth.example.com\"");
+                None
+            }
+            Ok(u) if u.scheme() == "https" => Some(u),
+            Ok(u) if u.scheme() == "http" => {
+                if environment == Environment::Production {
+                    problem(&mut problems, "server.public_url", "plain http in production", "serve the broker over https (a TLS-terminating proxy in front) and set an https URL");
+                } else if !is_loopback_host(&u) {
+                    problem(&mut problems, "server.public_url", "plain http is only accepted for a loopback host", "use https, or http://127.0.0.1:PORT / http://localhost:PORT for local development");
+                }
+                Some(u)
+            }
+            Ok(_) | Err(_) => {
+                problem(&mut problems, "server.public_url", format!("`{s}` is not an http(s) URL"), "use the URL browsers reach the broker at, e.g. \"https://auth.example.com\"");
+                None
+            }
+        },
+    }
+    .and_then(|mut u| {
+        // A base without a trailing slash joins predictably.
+        let path = u.path().trim_end_matches('/').to_string();
+        u.set_path(&path);
+        Some(u)
+    })
+    .unwrap_or_else(|| Url::parse("http://127.0.0.1:8080").unwrap_or_else(|_| unreachable_url()));
+
+    let mut allowed_origins = Vec::new();
+    for (i, o) in server.allowed_origins.iter().enumerate() {
+        let key = format!("server.allowed_origins[{i}]");
+        match Url::parse(o) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.origin().ascii_serialization() == o.trim_end_matches('/') =>
+            {
+                allowed_origins.push(u.origin().ascii_serialization());
+            }
+            _ => problem(
+                &mut problems,
+                key,
+                format!("`{o}` is not an origin"),
+                "write scheme://host[:port] with no path, e.g. \"https://app.example.com\"",
+            ),
+        }
+    }
+
+    let duration =
+        |problems: &mut Vec<Problem>, key: &str, v: &Option<String>, default: Duration| match v {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Some(d) if !d.is_zero() => d,
+                _ => {
+                    problem(
+                        problems,
+                        key,
+                        format!("`{s}` is not a duration"),
+                        "write a number with a unit: s, m, h or d, e.g. \"30m\" or \"7d\"",
+                    );
+                    default
+                }
+            },
+        };
+    let idle_timeout = duration(
+        &mut problems,
+        "session.idle_timeout",
+        &session.idle_timeout,
+        Duration::from_secs(30 * 60),
+    );
+    let absolute_lifetime = duration(
+        &mut problems,
+        "session.absolute_lifetime",
+        &session.absolute_lifetime,
+        Duration::from_secs(7 * 86400),
+    );
+    let login_timeout = duration(
+        &mut problems,
+        "session.login_timeout",
+        &session.login_timeout,
+        Duration::from_secs(10 * 60),
+    );
+    if idle_timeout > absolute_lifetime {
+        problem(
+            &mut problems,
+            "session.idle_timeout",
+            "longer than session.absolute_lifetime",
+            "make the idle timeout shorter than the absolute lifetime",
+        );
+    }
+
+    let store_url = store
+        .url
+        .unwrap_or_else(|| "sqlite://data/broker.db".into());
+    if !store_url.starts_with("sqlite:") {
+        problem(
+            &mut problems,
+            "store.url",
+            format!("`{}` is not a supported store", redact_url(&store_url)),
+            "use sqlite://PATH (e.g. \"sqlite://data/broker.db\")",
+        );
+    }
+
+    let mut providers = BTreeMap::new();
+    match raw_providers {
+        None => {}
+        Some(toml::Value::Table(t)) => {
+            for (id, value) in t {
+                let key = format!("providers.{id}");
+                if id.is_empty()
+                    || !id.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    })
+                {
+                    problem(
+                        &mut problems,
+                        key.clone(),
+                        "provider ids are lowercase letters, digits, `_` and `-`",
+                        "rename the table, e.g. [providers.corp]",
+                    );
+                    continue;
+                }
+                let raw: RawProvider = match value.try_into() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        problem(
+                            &mut problems,
+                            key,
+                            e.message().trim().to_string(),
+                            "see providers/ for an example of this kind",
+                        );
+                        continue;
+                    }
+                };
+                if let Some(p) = validate_provider(&id, raw, environment, &mut problems) {
+                    providers.insert(id, p);
+                }
+            }
+        }
+        Some(_) => problem(
+            &mut problems,
+            "providers",
+            "must be a table of providers",
+            "write one [providers.ID] table per provider",
+        ),
+    }
+    if providers.is_empty() && !problems.iter().any(|p| p.key.starts_with("providers")) {
+        problem(
+            &mut problems,
+            "providers",
+            "no provider is configured",
+            "add a [providers.ID] table; providers/dev.toml is a start",
+        );
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            public_url,
+            allowed_origins,
+            environment,
+        },
+        session: SessionConfig {
+            idle_timeout,
+            absolute_lifetime,
+            login_timeout,
+        },
+        store: StoreConfig { url: store_url },
+        providers,
+    })
+}
+
+fn unreachable_url() -> Url {
+    // Only reached if a literal constant fails to parse, which it does not.
+    Url::parse("http://127.0.0.1/").unwrap_or_else(|_| std::process::abort())
+}
+
+fn validate_provider(
+    id: &str,
+    raw: RawProvider,
+    environment: Environment,
+    problems: &mut Vec<Problem>,
+) -> Option<ProviderConfig> {
+    let key = |k: &str| format!("providers.{id}.{k}");
+    let kind = match raw.kind.as_deref() {
+        Some("oidc") => ProviderKind::Oidc,
+        Some("dev") => ProviderKind::Dev,
+        Some(other) => {
+            problem(
+                problems,
+                key("kind"),
+                format!("`{other}` is not a provider kind"),
+                "use one of: oidc, dev",
+            );
+            return None;
+        }
+        None => {
+            problem(
+                problems,
+                key("kind"),
+                "missing",
+                "add kind = \"oidc\" (any OpenID Connect issuer) or kind = \"dev\"",
+            );
+            return None;
+        }
+    };
+    let before = problems.len();
+    let scopes = raw
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        problem(
+            problems,
+            key("scopes"),
+            "lacks `openid`",
+            "add \"openid\" to the list",
+        );
+    }
+    let mut issuer = None;
+    let (client_id, client_secret) = match kind {
+        ProviderKind::Dev => {
+            if environment == Environment::Production {
+                problem(
+                    problems,
+                    key("kind"),
+                    "the dev provider signs in anyone without a password",
+                    "remove it in production, or set server.environment = \"development\"",
+                );
+            }
+            (
+                raw.client_id.unwrap_or_else(|| "oidc-broker-dev".into()),
+                raw.client_secret,
+            )
+        }
+        ProviderKind::Oidc => {
+            match raw.issuer.as_deref().map(Url::parse) {
+                None => problem(
+                    problems,
+                    key("issuer"),
+                    "missing",
+                    "set the issuer URL exactly as the provider's discovery document states it",
+                ),
+                Some(Err(_)) => problem(
+                    problems,
+                    key("issuer"),
+                    "not a URL",
+                    "set the issuer URL, e.g. \"https://idp.example.com\"",
+                ),
+                Some(Ok(u))
+                    if u.scheme() == "https"
+                        || (u.scheme() == "http"
+                            && environment == Environment::Development
+                            && is_loopback_host(&u)) =>
+                {
+                    issuer = Some(u)
+                }
+                Some(Ok(_)) => problem(
+                    problems,
+                    key("issuer"),
+                    "issuers must use https (plain http only for a loopback issuer in development)",
+                    "use the provider's https issuer URL",
+                ),
+            }
+            let client_id = raw.client_id.unwrap_or_default();
+            if client_id.is_empty() {
+                problem(
+                    problems,
+                    key("client_id"),
+                    "missing",
+                    "copy the client id from the provider's application settings",
+                );
+            }
+            if raw.client_secret.as_deref().is_none_or(str::is_empty) {
+                problem(
+                    problems,
+                    key("client_secret"),
+                    "missing",
+                    format!(
+                        "copy it from the provider, or set BROKER_PROVIDERS__{}__CLIENT_SECRET",
+                        id.to_ascii_uppercase()
+                    ),
+                );
+            }
+            (client_id, raw.client_secret)
+        }
+    };
+    let dev_users = match (kind, raw.users) {
+        (ProviderKind::Dev, Some(users)) if users.is_empty() => {
+            problem(
+                problems,
+                key("users"),
+                "empty",
+                "list at least one test user, or remove the key for the defaults",
+            );
+            vec![]
+        }
+        (ProviderKind::Dev, Some(users)) => users,
+        (ProviderKind::Dev, None) => default_dev_users(),
+        (_, Some(_)) => {
+            problem(
+                problems,
+                key("users"),
+                "only a dev provider has test users",
+                "remove the key",
+            );
+            vec![]
+        }
+        (_, None) => vec![],
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(ProviderConfig {
+        kind,
+        display_name: raw.display_name.unwrap_or_else(|| match kind {
+            ProviderKind::Dev => "Test users (dev)".into(),
+            ProviderKind::Oidc => id.to_string(),
+        }),
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        allow_private_network: raw.allow_private_network.unwrap_or(false),
+        fetch_userinfo: raw.fetch_userinfo.unwrap_or(true),
+        dev_users,
+    })
+}
+
+pub fn is_loopback_host(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `90s`, `30m`, `12h`, `7d`, or a sum such as `1h30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(d))?,
+            );
+        } else {
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                _ => return None,
+            };
+            total = total.checked_add(num.take()?.checked_mul(unit)?)?;
+        }
+    }
+    if num.is_some() {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// A store URL for messages: the password part is never shown.
+pub fn redact_url(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    const MINIMAL: &str = r#"
+        [providers.corp]
+        kind = "oidc"
+        issuer = "https://idp.example.com"
+        client_id = "abc"
+        client_secret = "from-file"
+    "#;
+
+    #[test]
+    fn durations_parse_with_units_and_sums() {
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("3w"), None);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = from_toml_str(
+            MINIMAL,
+            env(&[("BROKER_PROVIDERS__CORP__CLIENT_SECRET", "from-env")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["corp"].client_secret.as_deref(),
+            Some("from-env")
+        );
+    }
+
+    #[test]
+    fn environment_can_create_keys_and_arrays() {
+        let c = from_toml_str(
+            MINIMAL,
+            env(&[
+                (
+                    "BROKER_SERVER__ALLOWED_ORIGINS",
+                    r#"["https://app.example.com"]"#,
+                ),
+                ("BROKER_SESSION__IDLE_TIMEOUT", "5m"),
+                ("BROKER_LOG", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.allowed_origins,
+            vec!["https://app.example.com".to_string()]
+        );
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let err = from_toml_str(
+            r#"
+            [server]
+            allowed_origins = ["https://app.example.com/path"]
+            [session]
+            idle_timeout = "soon"
+            [providers.corp]
+            kind = "oidc"
+            client_id = "abc"
+            "#,
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"server.allowed_origins[0]"), "{keys:?}");
+        assert!(keys.contains(&"session.idle_timeout"), "{keys:?}");
+        assert!(keys.contains(&"providers.corp.issuer"), "{keys:?}");
+        assert!(keys.contains(&"providers.corp.client_secret"), "{keys:?}");
+    }
+
+    #[test]
+    fn dev_provider_is_refused_in_production() {
+        let err = from_toml_str(
+            "[server]\nenvironment = \"production\"\npublic_url = \"https://auth.example.com\"\n[providers.dev]\nkind = \"dev\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.0.iter().any(|p| p.key == "providers.dev.kind"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_public_url_needs_loopback() {
+        let err = from_toml_str(
+            "[server]\npublic_url = \"http://auth.example.com\"\n[providers.dev]\nkind = \"dev\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.0.iter().any(|p| p.key == "server.public_url"), "{err}");
+    }
+}

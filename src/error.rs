@@ -1,0 +1,170 @@
+//! One error type for every handler. Client errors carry a stable code and a human message;
+//! internal causes are logged with a correlation id and never reach the response.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    /// The identity provider failed or answered something we refuse.
+    Provider,
+    /// The store or a provider is unreachable.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorKind {
+    fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Provider => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct AppError {
+    pub kind: ErrorKind,
+    /// Stable, machine-readable (`invalid_state`, `not_authenticated`, …).
+    pub code: &'static str,
+    /// Safe to show to the person: never a token, a code or a secret.
+    pub message: String,
+    /// Logged with the correlation id; never sent.
+    pub cause: Option<String>,
+    pub login_url: Option<String>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        AppError {
+            kind,
+            code,
+            message: message.into(),
+            cause: None,
+            login_url: None,
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, message)
+    }
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, code, message)
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+    pub fn unauthorized(login_url: String) -> Self {
+        let mut e = Self::new(
+            ErrorKind::Unauthorized,
+            "not_authenticated",
+            "You are not signed in.",
+        );
+        e.login_url = Some(login_url);
+        e
+    }
+    pub fn provider(
+        code: &'static str,
+        message: impl Into<String>,
+        cause: impl std::fmt::Display,
+    ) -> Self {
+        Self::new(ErrorKind::Provider, code, message).with_cause(cause)
+    }
+    pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Unavailable,
+            "unavailable",
+            format!("The {what} is unavailable right now. Try again shortly."),
+        )
+        .with_cause(cause)
+    }
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Internal,
+            "internal_error",
+            "Something went wrong on our side.",
+        )
+        .with_cause(cause)
+    }
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                AppError::unavailable("session store", e)
+            }
+            other => AppError::internal(other),
+        }
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        AppError::unavailable("session store", e)
+    }
+}
+
+/// What an error response carries for the HTML rendering layer ([`crate::routes::render_errors`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+    pub correlation_id: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let correlation_id = crate::crypto::random_hex(8);
+        let status = self.status();
+        match (&self.cause, status.is_server_error()) {
+            (Some(cause), true) => {
+                tracing::error!(%correlation_id, code = self.code, %status, cause = %cause, "request failed")
+            }
+            (Some(cause), false) => {
+                tracing::info!(%correlation_id, code = self.code, %status, cause = %cause, "request refused")
+            }
+            (None, _) => {
+                tracing::info!(%correlation_id, code = self.code, %status, "request refused")
+            }
+        }
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+            login_url: self.login_url,
+            correlation_id,
+        };
+        let mut res = (status, Json(body.clone())).into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.extensions_mut().insert(body);
+        res
+    }
+}

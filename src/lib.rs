@@ -1,0 +1,166 @@
+//! oidc-broker: an OpenID Connect federation broker. It signs browsers in through any configured
+//! identity provider and keeps one local session per browser, with provider tokens server side.
+//!
+//! [`App::build`] makes the application from a [`config::Config`]; [`App::run`] serves it on a
+//! listener the caller bound (tests bind port 0).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http_client;
+pub mod identity;
+pub mod jose;
+pub mod providers;
+pub mod routes;
+pub mod session;
+pub mod store;
+pub mod templates;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{ExpiredDeletion, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, Environment};
+use crate::http_client::{AddressPolicy, HttpClient};
+use crate::providers::ProviderRegistry;
+use crate::routes::{AppState, Inner};
+use crate::session::CookiePolicy;
+use crate::store::Store;
+use crate::templates::Templates;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] store::StoreOpenError),
+    #[error("cannot prepare the session table: {0}")]
+    SessionTable(String),
+    #[error("cannot load the templates: {0}")]
+    Templates(String),
+    #[error("cannot build the outbound HTTP client: {0}")]
+    Http(String),
+    #[error("cannot start the dev provider: {0}")]
+    Dev(String),
+}
+
+pub struct App {
+    router: Router,
+    state: AppState,
+    sessions: SqliteStore,
+}
+
+impl App {
+    pub async fn build(config: Config, clock: SharedClock) -> Result<App, StartupError> {
+        let store = Store::open(&config.store.url).await?;
+        let sessions = SqliteStore::new(store.pool().clone());
+        sessions
+            .migrate()
+            .await
+            .map_err(|e| StartupError::SessionTable(e.to_string()))?;
+        let templates = Templates::load().map_err(|e| StartupError::Templates(e.to_string()))?;
+
+        let mut policy = AddressPolicy {
+            allow_loopback: config.server.environment == Environment::Development,
+            ..Default::default()
+        };
+        for p in config
+            .providers
+            .values()
+            .filter(|p| p.allow_private_network)
+        {
+            if let Some(host) = p.issuer.as_ref().and_then(|u| u.host_str()) {
+                policy.allowed_hosts.insert(host.to_string());
+            }
+        }
+        let http = HttpClient::new(policy, Duration::from_secs(10))
+            .map_err(|e| StartupError::Http(e.to_string()))?;
+        let (dev, dev_secrets) = providers::dev::build(&config, templates.clone(), clock.clone())
+            .map_err(StartupError::Dev)?;
+        let providers = ProviderRegistry::new(&config, http, clock.clone(), &dev_secrets);
+        let cookies = CookiePolicy::for_server(&config.server);
+
+        let session_layer = SessionManagerLayer::new(sessions.clone())
+            .with_name(cookies.session_name)
+            .with_secure(cookies.secure)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_path("/");
+        let state = AppState(Arc::new(Inner {
+            config,
+            store,
+            providers,
+            templates,
+            clock,
+            cookies,
+        }));
+        let router = routes::router(state.clone())
+            .merge(providers::dev::router(dev))
+            .layer(session_layer)
+            .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+            .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                HeaderName::from_static("content-security-policy"),
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'"),
+            ));
+        Ok(App {
+            router,
+            state,
+            sessions,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown` completes. Providers are discovered in the background once the
+    /// listener accepts (the dev provider is served by this very listener).
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            for p in state.providers.all() {
+                if let Err(e) = p.metadata().await {
+                    tracing::warn!(provider = %p.id, error = %e.cause.as_deref().unwrap_or(&e.message), "provider discovery failed; it is retried on the next login and by /readyz");
+                }
+            }
+        });
+        let state = self.state.clone();
+        let sessions = self.sessions.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.store.sweep_expired_logins(state.clock.now()).await {
+                    tracing::warn!(error = %e, "sweeping expired logins failed");
+                }
+                if let Err(e) = sessions.delete_expired().await {
+                    tracing::warn!(error = %e, "sweeping expired sessions failed");
+                }
+            }
+        });
+        let result = axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        sweeper.abort();
+        result
+    }
+}

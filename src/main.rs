@@ -1,0 +1,121 @@
+//! The `oidc-broker` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use oidc_broker::clock::SystemClock;
+use oidc_broker::{App, config};
+
+#[derive(Parser)]
+#[command(
+    name = "oidc-broker",
+    version,
+    about = "An OpenID Connect federation broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print every problem (exit status 1 when there is one).
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match config::load(&config, std::env::vars()) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} provider(s): {})",
+                    config.display(),
+                    c.providers.len(),
+                    c.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}: {e}", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => {
+            init_tracing();
+            let cfg = match config::load(&config, std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{}: {e}", config.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("oidc-broker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(cfg: config::Config) -> Result<(), Box<dyn std::error::Error>> {
+    let listen = cfg.server.listen;
+    let public = cfg.server.url("/");
+    let app = App::build(cfg, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, "oidc-broker listening");
+    println!("oidc-broker is listening on {listen}. Open {public} in a browser to sign in.");
+    app.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn init_tracing() {
+    let filter = std::env::var("BROKER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .init();
+}

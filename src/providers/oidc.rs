@@ -1,0 +1,552 @@
+//! The OpenID Connect relying party: discovery, the authorization request, the code exchange and
+//! ID token validation. Every kind goes through here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGenderClaim,
+    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AdditionalClaims, AdditionalProviderMetadata, ClaimsVerificationError, ClientId, IdToken,
+    IdTokenVerifier, IssuerUrl, Nonce, ProviderMetadata, SignatureVerificationError,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, RwLock};
+use url::Url;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::error::AppError;
+use crate::http_client::{HttpClient, HttpError};
+
+/// Allowed clock difference with providers, for `exp` and `iat`.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// An ID token from a code exchange is minted moments before; older ones are refused.
+const MAX_ID_TOKEN_AGE: Duration = Duration::from_secs(600);
+/// Unknown `kid`s trigger at most one re-discovery per this interval (so forged tokens cannot
+/// make the broker hammer a provider).
+const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Discovery fields the core metadata type does not model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtraMetadata {
+    pub end_session_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Url>,
+    /// RFC 9207 §3: when true, a response without `iss` is refused.
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+}
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+pub type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// Every claim, kept as JSON so mapping works the same for every kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawClaims {
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+impl AdditionalClaims for RawClaims {}
+
+type BrokerIdToken =
+    IdToken<RawClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+
+pub struct Discovered {
+    pub metadata: Metadata,
+    pub fetched_at: Instant,
+}
+
+/// A provider's token endpoint answer. Read by hand rather than with oauth2's standard type
+/// because providers differ (Firebase sends `expires_in` as a string).
+#[derive(Clone, Deserialize)]
+pub struct ProviderTokens {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default, deserialize_with = "number_or_string")]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub id_token: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderTokens")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("has_id_token", &self.id_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrStr {
+        N(u64),
+        S(String),
+    }
+    match Option::<NumOrStr>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumOrStr::N(n)) => Ok(Some(n)),
+        Some(NumOrStr::S(s)) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenErrorBody {
+    error: String,
+}
+
+pub struct Provider {
+    pub id: String,
+    pub kind: ProviderKind,
+    pub display_name: String,
+    pub issuer: IssuerUrl,
+    pub redirect_uri: String,
+    client_id: String,
+    client_secret: Option<String>,
+    scopes: Vec<String>,
+    fetch_userinfo: bool,
+    http: HttpClient,
+    clock: SharedClock,
+    discovered: RwLock<Option<Arc<Discovered>>>,
+    /// Serialises discovery; holds when the last key-triggered re-discovery ran.
+    discovery_gate: Mutex<Option<Instant>>,
+}
+
+impl Provider {
+    pub fn new(
+        id: &str,
+        pc: &ProviderConfig,
+        config: &Config,
+        http: HttpClient,
+        clock: SharedClock,
+        dev_secret: Option<String>,
+    ) -> Self {
+        let issuer = match pc.kind {
+            ProviderKind::Dev => config.server.url(&format!("/dev/{id}")),
+            ProviderKind::Oidc => pc.issuer.as_ref().map(Url::to_string).unwrap_or_default(),
+        };
+        // Config validation guarantees a URL; an unparsable one fails discovery with a clear error.
+        let issuer = IssuerUrl::new(issuer.clone())
+            .unwrap_or_else(|_| IssuerUrl::from_url(config.server.public_url.clone()));
+        Provider {
+            id: id.to_string(),
+            kind: pc.kind,
+            display_name: pc.display_name.clone(),
+            issuer,
+            redirect_uri: config.server.url(&format!("/auth/callback/{id}")),
+            client_id: pc.client_id.clone(),
+            client_secret: pc.client_secret.clone().or(dev_secret),
+            scopes: pc.scopes.clone(),
+            fetch_userinfo: pc.fetch_userinfo,
+            http,
+            clock,
+            discovered: RwLock::new(None),
+            discovery_gate: Mutex::new(None),
+        }
+    }
+
+    /// The provider's metadata and keys, discovering them on first use.
+    pub async fn metadata(&self) -> Result<Arc<Discovered>, AppError> {
+        if let Some(d) = self.discovered.read().await.clone() {
+            return Ok(d);
+        }
+        let _gate = self.discovery_gate.lock().await;
+        if let Some(d) = self.discovered.read().await.clone() {
+            return Ok(d);
+        }
+        self.discover().await
+    }
+
+    async fn discover(&self) -> Result<Arc<Discovered>, AppError> {
+        let http = self.http.clone();
+        let client = move |req: openidconnect::HttpRequest| {
+            let http = http.clone();
+            async move { http.execute(req).await }
+        };
+        let metadata = Metadata::discover_async(self.issuer.clone(), &client)
+            .await
+            .map_err(|e| {
+                AppError::unavailable(
+                    &format!("identity provider `{}`", self.id),
+                    format!("discovery of {} failed: {e}", self.issuer.as_str()),
+                )
+            })?;
+        let d = Arc::new(Discovered {
+            metadata,
+            fetched_at: Instant::now(),
+        });
+        *self.discovered.write().await = Some(d.clone());
+        tracing::info!(provider = %self.id, issuer = %self.issuer.as_str(), "provider discovered");
+        Ok(d)
+    }
+
+    /// Re-discovers after an unknown signing key, at most once per [`REDISCOVERY_INTERVAL`].
+    /// Returns `None` when the interval has not passed.
+    async fn rediscover_for_unknown_key(
+        &self,
+        seen: &Arc<Discovered>,
+    ) -> Result<Option<Arc<Discovered>>, AppError> {
+        let mut gate = self.discovery_gate.lock().await;
+        if let Some(current) = self.discovered.read().await.clone()
+            && !Arc::ptr_eq(&current, seen)
+        {
+            return Ok(Some(current)); // someone else refreshed meanwhile
+        }
+        if gate.is_some_and(|last| last.elapsed() < REDISCOVERY_INTERVAL) {
+            return Ok(None);
+        }
+        *gate = Some(Instant::now());
+        tracing::info!(provider = %self.id, "unknown signing key: fetching the provider's keys again");
+        self.discover().await.map(Some)
+    }
+
+    /// The URL the browser is sent to.
+    pub async fn authorization_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        code_challenge: &str,
+    ) -> Result<Url, AppError> {
+        let d = self.metadata().await?;
+        let mut url: Url = d.metadata.authorization_endpoint().url().clone();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("scope", &self.scopes.join(" "))
+            .append_pair("state", state)
+            .append_pair("nonce", nonce)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(url)
+    }
+
+    /// RFC 9207: `iss` in the authorization response must equal the issuer exactly; it must be
+    /// present when the provider says it sends it.
+    pub async fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), AppError> {
+        let d = self.metadata().await?;
+        match iss {
+            Some(iss) if iss == self.issuer.as_str() => Ok(()),
+            Some(_) => Err(AppError::bad_request(
+                "issuer_mismatch",
+                "The sign-in response names a different identity provider than the one this login was started with (RFC 9207 iss parameter). Start the login again.",
+            )),
+            None if d
+                .metadata
+                .additional_metadata()
+                .authorization_response_iss_parameter_supported
+                == Some(true) =>
+            {
+                Err(AppError::bad_request(
+                    "issuer_missing",
+                    "The sign-in response lacks the iss parameter this provider promises to send. Start the login again.",
+                ))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) at the token endpoint.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+    ) -> Result<ProviderTokens, AppError> {
+        let d = self.metadata().await?;
+        let token_url = d
+            .metadata
+            .token_endpoint()
+            .map(|u| u.url().clone())
+            .ok_or_else(|| {
+                AppError::provider(
+                    "provider_misconfigured",
+                    "The identity provider has no token endpoint.",
+                    "no token_endpoint in discovery",
+                )
+            })?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_verifier", pkce_verifier),
+        ];
+        // client_secret_basic unless the provider only supports client_secret_post.
+        let methods = d.metadata.token_endpoint_auth_methods_supported();
+        let use_post = methods.is_some_and(|m| {
+            !m.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                && m.contains(&CoreClientAuthMethod::ClientSecretPost)
+        });
+        let secret = self.client_secret.as_deref();
+        let basic = match (secret, use_post) {
+            (Some(s), false) => Some((self.client_id.as_str(), s)),
+            (Some(s), true) => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", s));
+                None
+            }
+            (None, _) => {
+                form.push(("client_id", &self.client_id));
+                None
+            }
+        };
+        let resp = self
+            .http
+            .post_form(&token_url, &form, basic)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        parse_token_response(&self.id, resp)
+    }
+
+    /// Validates an ID token: signature by the provider's keys (re-fetched once on an unknown
+    /// `kid`), an asymmetric algorithm the provider announces, `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`.
+    pub async fn verify_id_token(
+        &self,
+        raw: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, AppError> {
+        let token: BrokerIdToken = raw.parse().map_err(|_| {
+            AppError::provider(
+                "invalid_id_token",
+                "The identity provider sent an ID token that is not a well-formed JWT.",
+                "unparsable id_token",
+            )
+        })?;
+        let mut d = self.metadata().await?;
+        let mut retried = false;
+        loop {
+            match self.check_claims(&token, &d, nonce) {
+                Ok(claims) => return Ok(claims),
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) if !retried => {
+                    retried = true;
+                    match self.rediscover_for_unknown_key(&d).await? {
+                        Some(fresh) => d = fresh,
+                        None => {
+                            return Err(id_token_error(
+                                ClaimsVerificationError::SignatureVerification(
+                                    SignatureVerificationError::NoMatchingKey,
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => return Err(id_token_error(e)),
+            }
+        }
+    }
+
+    fn check_claims(
+        &self,
+        token: &BrokerIdToken,
+        d: &Discovered,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, ClaimsVerificationError> {
+        let clock = self.clock.clone();
+        let clock_iat = self.clock.clone();
+        let verifier = IdTokenVerifier::new_public_client(
+            ClientId::new(self.client_id.clone()),
+            self.issuer.clone(),
+            d.metadata.jwks().clone(),
+        )
+        .set_allowed_algs(allowed_algs(&d.metadata))
+        .set_time_fn(move || to_chrono(clock.now()) - chrono_skew())
+        .set_issue_time_verifier_fn(move |iat| {
+            let now = to_chrono(clock_iat.now());
+            if iat > now + chrono_skew() {
+                Err("issued in the future".into())
+            } else if now - iat
+                > chrono::Duration::from_std(MAX_ID_TOKEN_AGE + CLOCK_SKEW).unwrap_or_default()
+            {
+                Err("issued too long ago".into())
+            } else {
+                Ok(())
+            }
+        });
+        let claims = token.claims(&verifier, &Nonce::new(nonce.to_string()))?;
+        match serde_json::to_value(claims) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(ClaimsVerificationError::Other(
+                "claims are not an object".into(),
+            )),
+        }
+    }
+
+    /// Claims from the userinfo endpoint, when configured and advertised; `sub` must match.
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        subject: &str,
+    ) -> Result<Option<Map<String, Value>>, AppError> {
+        if !self.fetch_userinfo {
+            return Ok(None);
+        }
+        let d = self.metadata().await?;
+        let Some(endpoint) = d.metadata.userinfo_endpoint().map(|u| u.url().clone()) else {
+            return Ok(None);
+        };
+        let resp = self
+            .http
+            .get(&endpoint, Some(access_token))
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !resp.status().is_success() {
+            return Err(AppError::provider(
+                "userinfo_failed",
+                "The identity provider refused the user information request.",
+                format!("userinfo status {}", resp.status()),
+            ));
+        }
+        let claims: Map<String, Value> = serde_json::from_slice(resp.body())
+            .map_err(|_| AppError::provider("userinfo_failed", "The identity provider's user information is not a JSON object (signed userinfo is not supported).", "userinfo not JSON"))?;
+        // OIDC Core §5.3.2: the userinfo `sub` must equal the ID token's.
+        if claims.get("sub").and_then(Value::as_str) != Some(subject) {
+            return Err(AppError::provider(
+                "userinfo_failed",
+                "The identity provider's user information is for a different user.",
+                "userinfo sub mismatch",
+            ));
+        }
+        Ok(Some(claims))
+    }
+
+    fn transport_error(&self, e: HttpError) -> AppError {
+        if e.is_transient() {
+            AppError::unavailable(&format!("identity provider `{}`", self.id), e)
+        } else {
+            AppError::provider(
+                "provider_unreachable",
+                format!(
+                    "The identity provider `{}` cannot be used: its address is not allowed or the request failed.",
+                    self.id
+                ),
+                e,
+            )
+        }
+    }
+
+    /// For readiness: whether discovery succeeded (it is attempted when it has not).
+    pub async fn ready(&self) -> bool {
+        self.metadata().await.is_ok()
+    }
+}
+
+fn parse_token_response(
+    provider: &str,
+    resp: http::Response<Vec<u8>>,
+) -> Result<ProviderTokens, AppError> {
+    if resp.status().is_success() {
+        return serde_json::from_slice::<ProviderTokens>(resp.body()).map_err(|e| {
+            AppError::provider(
+                "token_exchange_failed",
+                "The identity provider's token response is malformed.",
+                format!("{provider}: token response: {e}"),
+            )
+        });
+    }
+    let code = serde_json::from_slice::<TokenErrorBody>(resp.body())
+        .map(|b| b.error)
+        .unwrap_or_else(|_| "unknown".into());
+    // Only the OAuth error code is repeated; `error_description` can echo request data.
+    let safe_code: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    Err(AppError::provider(
+        "token_exchange_failed",
+        format!("The identity provider refused the sign-in ({safe_code}). Start the login again."),
+        format!(
+            "{provider}: token endpoint status {} error {safe_code}",
+            resp.status()
+        ),
+    ))
+}
+
+fn allowed_algs(m: &Metadata) -> Vec<CoreJwsSigningAlgorithm> {
+    use CoreJwsSigningAlgorithm::*;
+    let asymmetric = [
+        RsaSsaPkcs1V15Sha256,
+        RsaSsaPkcs1V15Sha384,
+        RsaSsaPkcs1V15Sha512,
+        RsaSsaPssSha256,
+        RsaSsaPssSha384,
+        RsaSsaPssSha512,
+        EcdsaP256Sha256,
+        EcdsaP384Sha384,
+        EdDsa,
+    ];
+    let announced: Vec<_> = m
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .filter(|a| asymmetric.contains(a))
+        .cloned()
+        .collect();
+    if announced.is_empty() {
+        vec![RsaSsaPkcs1V15Sha256]
+    } else {
+        announced
+    }
+}
+
+fn to_chrono(t: time::OffsetDateTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_default()
+}
+
+fn chrono_skew() -> chrono::Duration {
+    chrono::Duration::seconds(CLOCK_SKEW.as_secs() as i64)
+}
+
+fn id_token_error(e: ClaimsVerificationError) -> AppError {
+    let reason = match &e {
+        ClaimsVerificationError::Expired(_) => "it has expired",
+        ClaimsVerificationError::InvalidAudience(_) => {
+            "it was issued for another application (aud/azp)"
+        }
+        ClaimsVerificationError::InvalidIssuer(_) => "it was issued by another issuer",
+        ClaimsVerificationError::InvalidNonce(_) => "its nonce does not match this login",
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::DisallowedAlg(_)
+            | SignatureVerificationError::UnsupportedAlg(_)
+            | SignatureVerificationError::NoSignature,
+        ) => "it is not signed with an accepted algorithm",
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        ) => "it is signed with a key the provider does not publish",
+        ClaimsVerificationError::SignatureVerification(_) => "its signature is invalid",
+        ClaimsVerificationError::Other(m) if m.contains("issued") => {
+            "its issue time (iat) is out of range"
+        }
+        _ => "its claims are invalid",
+    };
+    AppError::provider(
+        "invalid_id_token",
+        format!("The identity provider's ID token was refused: {reason}. Start the login again."),
+        e,
+    )
+}

@@ -1,0 +1,275 @@
+//! `GET /auth/login` starts a login; `GET /auth/callback/{id}` finishes it.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use time::Duration as TimeDuration;
+use tower_sessions::Session;
+use url::Url;
+
+use super::{AppState, read_cookie};
+use crate::crypto;
+use crate::error::{AppError, AppResult};
+use crate::identity::{self, UserView};
+use crate::session;
+use crate::store::LoginTransaction;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", get(login))
+        .route("/auth/callback/{provider}", get(callback))
+}
+
+#[derive(Deserialize)]
+struct LoginParams {
+    provider: Option<String>,
+    return_to: Option<String>,
+}
+
+/// `return_to` must be on an allowed origin (exactly) or the broker's own; a relative path is taken
+/// against the broker. Anything else would make the broker an open redirector.
+pub fn validate_return_to(state: &AppState, raw: Option<&str>) -> AppResult<String> {
+    let server = &state.config.server;
+    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(server.url("/"));
+    };
+    let refused = || {
+        AppError::bad_request(
+            "return_to_not_allowed",
+            "The page to return to after sign-in is not on an allowed site. Ask the site's operator to add its origin to server.allowed_origins.",
+        )
+    };
+    if raw.starts_with('/') && !raw.starts_with("//") && !raw.starts_with("/\\") {
+        return server
+            .public_url
+            .join(raw)
+            .map(|u| u.to_string())
+            .map_err(|_| refused());
+    }
+    let url = Url::parse(raw).map_err(|_| refused())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(refused());
+    }
+    let origin = url.origin().ascii_serialization();
+    if origin == server.public_origin() || server.allowed_origins.iter().any(|o| *o == origin) {
+        Ok(url.to_string())
+    } else {
+        Err(refused())
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<LoginParams>,
+) -> AppResult<Response> {
+    let return_to = validate_return_to(&state, params.return_to.as_deref())?;
+    let provider_id = match params.provider {
+        Some(p) => p,
+        None if state.providers.len() == 1 => state
+            .providers
+            .all()
+            .next()
+            .map(|p| p.id.clone())
+            .unwrap_or_default(),
+        None => return chooser(&state, &return_to),
+    };
+    let provider = state
+        .providers
+        .get(&provider_id)
+        .ok_or_else(|| {
+            AppError::not_found(
+                "unknown_provider",
+                "There is no identity provider by that name.",
+            )
+        })?
+        .clone();
+
+    // One binding per browser, shared by its tabs; each tab has its own transaction.
+    let binding = read_cookie(&headers, state.cookies.login_name)
+        .filter(|v| {
+            v.len() >= 32
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| crypto::random_token(32));
+    let state_param = crypto::random_token(32);
+    let nonce = crypto::random_token(32);
+    let verifier = crypto::random_token(48);
+    let url = provider
+        .authorization_url(&state_param, &nonce, &crypto::pkce_challenge(&verifier))
+        .await?;
+
+    let now = state.clock.now();
+    let ttl = state.config.session.login_timeout;
+    let tx = LoginTransaction {
+        provider: provider.id.clone(),
+        nonce,
+        pkce_verifier: verifier,
+        return_to,
+        browser_binding: crypto::sha256_b64(&binding),
+        created_at: now.unix_timestamp(),
+    };
+    let expires = now + TimeDuration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(600));
+    state.store.put_login(&state_param, &tx, expires).await?;
+    tracing::info!(provider = %provider.id, "login started");
+
+    let mut res = Redirect::to(url.as_str()).into_response();
+    let cookie = state
+        .cookies
+        .login_cookie(&binding, ttl + std::time::Duration::from_secs(3600));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+fn chooser(state: &AppState, return_to: &str) -> AppResult<Response> {
+    let providers: Vec<_> = state
+        .providers
+        .all()
+        .map(|p| {
+            let mut u = Url::parse(&state.login_url()).ok();
+            if let Some(u) = u.as_mut() {
+                u.query_pairs_mut().append_pair("provider", &p.id).append_pair("return_to", return_to);
+            }
+            minijinja::context! { name => p.display_name.clone(), url => u.map(|u| u.to_string()).unwrap_or_default() }
+        })
+        .collect();
+    state.render("login.html", minijinja::context! { providers => providers })
+}
+
+#[derive(Deserialize)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    Path(provider_id): Path<String>,
+    headers: HeaderMap,
+    web_session: Session,
+    Query(params): Query<CallbackParams>,
+) -> AppResult<Response> {
+    let provider = state
+        .providers
+        .get(&provider_id)
+        .ok_or_else(|| {
+            AppError::not_found(
+                "unknown_provider",
+                "There is no identity provider by that name.",
+            )
+        })?
+        .clone();
+    let state_param = params.state.as_deref().ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_state",
+            "The sign-in response has no state. Start the login again.",
+        )
+    })?;
+    let now = state.clock.now();
+    // Taken once: a replayed or unknown state finds nothing.
+    let tx = state
+        .store
+        .take_login(state_param, now)
+        .await?
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_state",
+                "This sign-in link has expired or was already used. Start the login again.",
+            )
+        })?;
+    if tx.provider != provider.id {
+        return Err(AppError::bad_request(
+            "invalid_state",
+            "This sign-in response belongs to another provider. Start the login again.",
+        ));
+    }
+    // The browser that finishes the login must be the one that started it (login CSRF).
+    let bound = read_cookie(&headers, state.cookies.login_name)
+        .is_some_and(|v| crypto::constant_time_eq(&crypto::sha256_b64(v), &tx.browser_binding));
+    if !bound {
+        return Err(AppError::bad_request(
+            "browser_mismatch",
+            "This sign-in was started in another browser, or this browser blocked the broker's cookie. Start the login again here.",
+        ));
+    }
+    provider
+        .check_response_issuer(params.iss.as_deref())
+        .await?;
+    if let Some(error) = params.error {
+        let safe: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        let message = if safe == "access_denied" {
+            "Sign-in was cancelled or denied at the identity provider.".to_string()
+        } else {
+            format!("The identity provider could not sign you in ({safe}).")
+        };
+        return Err(AppError::bad_request("provider_error", message));
+    }
+    let code = params
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_request",
+                "The sign-in response has no code. Start the login again.",
+            )
+        })?;
+
+    let tokens = provider.exchange_code(code, &tx.pkce_verifier).await?;
+    let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+        AppError::provider(
+            "invalid_id_token",
+            "The identity provider sent no ID token (is the openid scope allowed?).",
+            "no id_token in token response",
+        )
+    })?;
+    let mut claims = provider.verify_id_token(id_token, &tx.nonce).await?;
+    let subject = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    if let Some(extra) = provider.userinfo(&tokens.access_token, &subject).await? {
+        // The signed ID token wins over userinfo where both speak.
+        for (k, v) in extra {
+            claims.entry(k).or_insert(v);
+        }
+    }
+    let identity = identity::from_claims(&provider.id, provider.kind.as_str(), &claims)?;
+    let user_id = state.store.link_identity(&identity, now).await?;
+    let record = session::start(
+        &web_session,
+        UserView {
+            id: user_id,
+            identity,
+        },
+        &state.config.session,
+        now,
+    )
+    .await?;
+    tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded");
+
+    let mut res = Redirect::to(&tx.return_to).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}

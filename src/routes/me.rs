@@ -1,0 +1,46 @@
+//! `GET /auth/me`, the session check every page load pays for, and the broker's home page.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tower_sessions::Session;
+
+use super::AppState;
+use crate::error::{AppError, AppResult};
+use crate::session;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/me", get(me))
+        .route("/", get(home))
+}
+
+async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {
+    let policy = &state.config.session;
+    let record = session::current(&web_session, policy, state.clock.now())
+        .await?
+        .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
+    let mut res =
+        Json(json!({"user": record.user, "session": record.view(policy)})).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+async fn home(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {
+    let record = session::current(&web_session, &state.config.session, state.clock.now()).await?;
+    let server = &state.config.server;
+    state.render(
+        "home.html",
+        minijinja::context! {
+            user => record.map(|r| r.user),
+            login_url => state.login_url(),
+            me_url => server.url("/auth/me"),
+            logout_url => server.url("/auth/logout"),
+        },
+    )
+}

@@ -1,0 +1,159 @@
+//! HTTP surfaces, one module each; [`router`] puts them together.
+
+mod health;
+mod login;
+mod logout;
+mod me;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::providers::ProviderRegistry;
+use crate::session::CookiePolicy;
+use crate::store::Store;
+use crate::templates::Templates;
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub providers: ProviderRegistry,
+    pub templates: Templates,
+    pub clock: SharedClock,
+    pub cookies: CookiePolicy,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn login_url(&self) -> String {
+        self.config.server.url("/auth/login")
+    }
+
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> AppResult<Response> {
+        self.templates
+            .render(name, ctx)
+            .map(|html| Html(html).into_response())
+            .map_err(AppError::internal)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(login::router())
+        .merge(me::router())
+        .merge(logout::router())
+        .merge(health::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            render_errors,
+        ))
+        .with_state(state)
+}
+
+/// A top-level navigation gets pages; `fetch`/XHR callers get JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        Some(mode) => mode == "navigate",
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html")),
+    }
+}
+
+/// Turns JSON error bodies into the error page for navigations.
+async fn render_errors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let html = wants_html(req.headers());
+    let res = next.run(req).await;
+    if !html {
+        return res;
+    }
+    let Some(body) = res.extensions().get::<ErrorBody>().cloned() else {
+        return res;
+    };
+    let status = res.status();
+    let title = match status {
+        StatusCode::UNAUTHORIZED => "You are not signed in",
+        StatusCode::FORBIDDEN => "This request was refused",
+        StatusCode::NOT_FOUND => "Not found",
+        s if s.is_server_error() => "Sign-in is unavailable",
+        _ => "Sign-in could not be completed",
+    };
+    let login_url = body.login_url.clone().unwrap_or_else(|| state.login_url());
+    let ctx = minijinja::context! {
+        title => title, message => body.message, error => body.error,
+        correlation_id => body.correlation_id, login_url => login_url,
+    };
+    match state.templates.render("error.html", ctx) {
+        Ok(page) => {
+            let mut out = (status, Html(page)).into_response();
+            out.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            out
+        }
+        Err(_) => res,
+    }
+}
+
+/// Cookie value by name, from the request's `Cookie` headers.
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Refuses cross-site state-changing requests: an `Origin` must be the broker's own or an allowed
+/// origin; without one (non-browser clients), the `X-CSRF` header must be present — a cross-site
+/// form cannot send custom headers.
+pub fn check_same_site(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => {
+            let ok = origin == state.config.server.public_origin()
+                || state
+                    .config
+                    .server
+                    .allowed_origins
+                    .iter()
+                    .any(|o| o == origin);
+            if ok {
+                Ok(())
+            } else {
+                Err(AppError::forbidden(
+                    "cross_site_request",
+                    "This request came from a site that is not allowed to act on your session.",
+                ))
+            }
+        }
+        None if headers.contains_key("x-csrf") => Ok(()),
+        None => Err(AppError::forbidden(
+            "csrf_header_missing",
+            "State-changing requests need an Origin header or the X-CSRF header (any value).",
+        )),
+    }
+}

@@ -1,0 +1,168 @@
+//! The local session: one tower-sessions record per browser, with the broker's own idle timeout
+//! and absolute lifetime, enforced here on every read.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tower_sessions::{Expiry, Session};
+
+use crate::config::{ServerConfig, SessionConfig};
+use crate::crypto;
+use crate::error::AppResult;
+use crate::identity::UserView;
+
+/// The key of the broker's record inside the tower-sessions data.
+const RECORD_KEY: &str = "broker";
+
+/// What a local session knows. Kept whole in the session store so that a session check is one read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The public handle: shown to the user and to operators, never the cookie value.
+    pub handle: String,
+    pub user: UserView,
+    pub created_at: i64,
+    pub absolute_expires_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl SessionRecord {
+    pub fn idle_expires_at(&self, policy: &SessionConfig) -> i64 {
+        (self.last_seen_at + secs(policy.idle_timeout)).min(self.absolute_expires_at)
+    }
+
+    pub fn is_live(&self, policy: &SessionConfig, now: OffsetDateTime) -> bool {
+        now.unix_timestamp() < self.idle_expires_at(policy)
+    }
+
+    fn store_expiry(&self, policy: &SessionConfig) -> Expiry {
+        Expiry::AtDateTime(
+            OffsetDateTime::from_unix_timestamp(self.idle_expires_at(policy))
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        )
+    }
+
+    /// The `session` object of `/auth/me`.
+    pub fn view(&self, policy: &SessionConfig) -> serde_json::Value {
+        serde_json::json!({
+            "handle": self.handle,
+            "provider": self.user.identity.provider,
+            "created_at": rfc3339(self.created_at),
+            "expires_at": rfc3339(self.absolute_expires_at),
+            "idle_expires_at": rfc3339(self.idle_expires_at(policy)),
+        })
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+pub fn rfc3339(ts: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Last-seen writes are throttled so that most session checks are a single read. The idle
+/// deadline is therefore conservative by up to this interval.
+fn touch_interval(policy: &SessionConfig) -> i64 {
+    (secs(policy.idle_timeout) / 10).clamp(1, 60)
+}
+
+/// Names and attributes of the broker's cookies.
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    pub session_name: &'static str,
+    pub login_name: &'static str,
+    pub secure: bool,
+}
+
+impl CookiePolicy {
+    /// `__Host-` names need `Secure`, which browsers only accept over https; plain-http loopback
+    /// development therefore uses unprefixed names without `Secure`.
+    pub fn for_server(server: &ServerConfig) -> Self {
+        if server.is_https() {
+            CookiePolicy {
+                session_name: "__Host-broker_session",
+                login_name: "__Host-broker_login",
+                secure: true,
+            }
+        } else {
+            CookiePolicy {
+                session_name: "broker_session",
+                login_name: "broker_login",
+                secure: false,
+            }
+        }
+    }
+
+    /// A `Set-Cookie` value for the login-binding cookie.
+    pub fn login_cookie(&self, value: &str, max_age: Duration) -> String {
+        format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            self.login_name,
+            value,
+            max_age.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+}
+
+/// The live session of this request, if any. An expired one is deleted on the spot.
+pub async fn current(
+    session: &Session,
+    policy: &SessionConfig,
+    now: OffsetDateTime,
+) -> AppResult<Option<SessionRecord>> {
+    let Some(value) = session.get_value(RECORD_KEY).await? else {
+        return Ok(None);
+    };
+    let record = match serde_json::from_value::<SessionRecord>(value) {
+        Ok(r) if r.is_live(policy, now) => r,
+        _ => {
+            session.flush().await?;
+            return Ok(None);
+        }
+    };
+    let now_ts = now.unix_timestamp();
+    if now_ts - record.last_seen_at >= touch_interval(policy) {
+        let mut touched = record.clone();
+        touched.last_seen_at = now_ts;
+        session.insert(RECORD_KEY, &touched).await?;
+        session.set_expiry(Some(touched.store_expiry(policy)));
+        return Ok(Some(touched));
+    }
+    Ok(Some(record))
+}
+
+/// Starts a fresh session for `user`: a new id (no fixation), the old record gone.
+pub async fn start(
+    session: &Session,
+    user: UserView,
+    policy: &SessionConfig,
+    now: OffsetDateTime,
+) -> AppResult<SessionRecord> {
+    session.cycle_id().await?;
+    let now_ts = now.unix_timestamp();
+    let record = SessionRecord {
+        handle: format!("ses_{}", crypto::random_token(12)),
+        user,
+        created_at: now_ts,
+        absolute_expires_at: now_ts + secs(policy.absolute_lifetime),
+        last_seen_at: now_ts,
+    };
+    session.insert(RECORD_KEY, &record).await?;
+    session.set_expiry(Some(record.store_expiry(policy)));
+    Ok(record)
+}
+
+/// Ends the session of this request: the record is deleted and the cookie cleared.
+pub async fn end(session: &Session) -> AppResult<()> {
+    session.flush().await?;
+    Ok(())
+}
