@@ -112,8 +112,9 @@ pub struct StoreConfig {
 pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub display_name: String,
-    /// For `oidc`; for `dev` it is derived from the public URL.
-    pub issuer: Option<Url>,
+    /// For `oidc`, exactly as written (issuers are compared byte for byte, so no normalisation);
+    /// for `dev` it is derived from the public URL.
+    pub issuer: Option<String>,
     pub client_id: String,
     pub client_secret: Option<String>,
     pub scopes: Vec<String>,
@@ -650,7 +651,7 @@ fn validate_provider(
                             && environment == Environment::Development
                             && is_loopback_host(&u)) =>
                 {
-                    issuer = Some(u)
+                    issuer = Some(u.as_str().to_string()).and(raw.issuer.clone())
                 }
                 Some(Ok(_)) => problem(
                     problems,

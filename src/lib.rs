@@ -79,8 +79,13 @@ impl App {
             .values()
             .filter(|p| p.allow_private_network)
         {
-            if let Some(host) = p.issuer.as_ref().and_then(|u| u.host_str()) {
-                policy.allowed_hosts.insert(host.to_string());
+            if let Some(host) = p
+                .issuer
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+            {
+                policy.allowed_hosts.insert(host);
             }
         }
         let http = HttpClient::new(policy, Duration::from_secs(10))

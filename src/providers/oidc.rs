@@ -148,7 +148,7 @@ impl Provider {
     ) -> Self {
         let issuer = match pc.kind {
             ProviderKind::Dev => config.server.url(&format!("/dev/{id}")),
-            ProviderKind::Oidc => pc.issuer.as_ref().map(Url::to_string).unwrap_or_default(),
+            ProviderKind::Oidc => pc.issuer.clone().unwrap_or_default(),
         };
         // Config validation guarantees a URL; an unparsable one fails discovery with a clear error.
         let issuer = IssuerUrl::new(issuer.clone())
@@ -389,12 +389,22 @@ impl Provider {
             }
         });
         let claims = token.claims(&verifier, &Nonce::new(nonce.to_string()))?;
-        match serde_json::to_value(claims) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(ClaimsVerificationError::Other(
+        let Ok(Value::Object(map)) = serde_json::to_value(claims) else {
+            return Err(ClaimsVerificationError::Other(
                 "claims are not an object".into(),
-            )),
+            ));
+        };
+        // OIDC Core §3.1.3.7 step 5; openidconnect 4.1 leaves this check out.
+        match map.get("azp") {
+            None => {}
+            Some(Value::String(azp)) if *azp == self.client_id => {}
+            Some(_) => {
+                return Err(ClaimsVerificationError::InvalidAudience(
+                    "azp is another client".into(),
+                ));
+            }
         }
+        Ok(map)
     }
 
     /// Claims from the userinfo endpoint, when configured and advertised; `sub` must match.
@@ -524,6 +534,10 @@ fn chrono_skew() -> chrono::Duration {
 
 fn id_token_error(e: ClaimsVerificationError) -> AppError {
     let reason = match &e {
+        // openidconnect reports the issue-time check as `Expired` with our message.
+        ClaimsVerificationError::Expired(m) if m.starts_with("issued") => {
+            "its issue time (iat) is out of range"
+        }
         ClaimsVerificationError::Expired(_) => "it has expired",
         ClaimsVerificationError::InvalidAudience(_) => {
             "it was issued for another application (aud/azp)"

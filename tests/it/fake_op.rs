@@ -1,0 +1,267 @@
+//! A fake OpenID Provider on loopback whose answers a test can bend: the ID token's header and
+//! claims, the key it is signed with, the RFC 9207 `iss` parameter, key rotation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use oidc_broker::crypto::{b64url, pkce_challenge};
+use oidc_broker::jose::RsaSigner;
+use serde_json::{Value, json};
+
+pub const CLIENT_ID: &str = "broker-client";
+pub const CLIENT_SECRET: &str = "s3cret-for-tests";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IssParam {
+    Correct,
+    Wrong,
+    Missing,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SignWith {
+    /// The first published key.
+    Published,
+    /// A key the JWKS never publishes, under a kid the JWKS does not know.
+    UnknownKey,
+    /// A key the JWKS does not publish, under the published key's kid (a forgery).
+    ForgedUnderPublishedKid,
+    /// `alg: none` and an empty signature.
+    None,
+}
+
+pub type Tamper = Arc<dyn Fn(&mut Value, &mut Value) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Behaviour {
+    pub iss_param: IssParam,
+    pub advertise_iss: bool,
+    pub sign_with: SignWith,
+    /// Edits the header and the claims of the next ID tokens.
+    pub tamper: Option<Tamper>,
+    pub subject: String,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            iss_param: IssParam::Correct,
+            advertise_iss: true,
+            sign_with: SignWith::Published,
+            tamper: None,
+            subject: "user-1".into(),
+        }
+    }
+}
+
+struct IssuedCode {
+    nonce: Option<String>,
+    challenge: String,
+    redirect_uri: String,
+}
+
+struct Shared {
+    issuer: String,
+    signers: Mutex<Vec<Arc<RsaSigner>>>,
+    outsider: RsaSigner,
+    codes: Mutex<HashMap<String, IssuedCode>>,
+    behaviour: Mutex<Behaviour>,
+    pub token_calls: Mutex<u32>,
+}
+
+#[derive(Clone)]
+pub struct FakeOp {
+    pub issuer: String,
+    shared: Arc<Shared>,
+}
+
+impl FakeOp {
+    pub async fn start() -> FakeOp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared {
+            issuer: issuer.clone(),
+            signers: Mutex::new(vec![Arc::new(RsaSigner::generate("key-1").unwrap())]),
+            outsider: RsaSigner::generate("key-1").unwrap(),
+            codes: Mutex::new(HashMap::new()),
+            behaviour: Mutex::new(Behaviour::default()),
+            token_calls: Mutex::new(0),
+        });
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
+            .with_state(shared.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeOp { issuer, shared }
+    }
+
+    /// A `[providers.ID]` table for this provider.
+    pub fn provider_toml(&self, id: &str) -> String {
+        format!(
+            "[providers.{id}]\nkind = \"oidc\"\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nfetch_userinfo = false\n",
+            self.issuer
+        )
+    }
+
+    pub fn behave(&self, f: impl FnOnce(&mut Behaviour)) {
+        f(&mut self.shared.behaviour.lock().unwrap());
+    }
+
+    pub fn tamper(&self, f: impl Fn(&mut Value, &mut Value) + Send + Sync + 'static) {
+        self.behave(|b| b.tamper = Some(Arc::new(f)));
+    }
+
+    /// Replaces the signing key: the old key is no longer published.
+    pub fn rotate_keys(&self) {
+        let mut signers = self.shared.signers.lock().unwrap();
+        let n = signers.len() + 1;
+        *signers = vec![Arc::new(RsaSigner::generate(format!("key-{n}")).unwrap())];
+    }
+
+    pub fn token_calls(&self) -> u32 {
+        *self.shared.token_calls.lock().unwrap()
+    }
+}
+
+async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let i = &s.issuer;
+    let advertise = s.behaviour.lock().unwrap().advertise_iss;
+    Json(json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
+        "jwks_uri": format!("{i}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "authorization_response_iss_parameter_supported": advertise,
+    }))
+}
+
+async fn jwks(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let keys: Vec<Value> = s.signers.lock().unwrap().iter().map(|k| k.jwk()).collect();
+    Json(json!({ "keys": keys }))
+}
+
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if q.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || q.get("code_challenge_method").map(String::as_str) != Some("S256")
+        || q.get("response_type").map(String::as_str) != Some("code")
+    {
+        return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
+    }
+    let code = oidc_broker::crypto::random_token(16);
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
+    s.codes.lock().unwrap().insert(
+        code.clone(),
+        IssuedCode {
+            nonce: q.get("nonce").cloned(),
+            challenge: q.get("code_challenge").cloned().unwrap_or_default(),
+            redirect_uri: redirect_uri.clone(),
+        },
+    );
+    let mut target = url::Url::parse(&redirect_uri).unwrap();
+    {
+        let mut p = target.query_pairs_mut();
+        p.append_pair("code", &code);
+        if let Some(st) = q.get("state") {
+            p.append_pair("state", st);
+        }
+        match s.behaviour.lock().unwrap().iss_param {
+            IssParam::Correct => {
+                p.append_pair("iss", &s.issuer);
+            }
+            IssParam::Wrong => {
+                p.append_pair("iss", "https://attacker.example");
+            }
+            IssParam::Missing => {}
+        }
+    }
+    Redirect::to(target.as_str()).into_response()
+}
+
+async fn token(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    *s.token_calls.lock().unwrap() += 1;
+    let expected = oidc_broker::http_client::basic_auth(CLIENT_ID, CLIENT_SECRET);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let Some(issued) = f
+        .get("code")
+        .and_then(|c| s.codes.lock().unwrap().remove(c))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    };
+    let pkce_ok = f
+        .get("code_verifier")
+        .is_some_and(|v| pkce_challenge(v) == issued.challenge);
+    if !pkce_ok || f.get("redirect_uri") != Some(&issued.redirect_uri) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    }
+    let b = s.behaviour.lock().unwrap().clone();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = json!({
+        "iss": s.issuer, "sub": b.subject, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+        "email": format!("{}@example.test", b.subject), "email_verified": true, "name": "Test User",
+    });
+    if let Some(n) = issued.nonce {
+        claims["nonce"] = json!(n);
+    }
+    let signer = s.signers.lock().unwrap()[0].clone();
+    let mut header = json!({"alg": "RS256", "typ": "JWT", "kid": signer.kid()});
+    if let Some(t) = &b.tamper {
+        t(&mut header, &mut claims);
+    }
+    let id_token = match b.sign_with {
+        SignWith::Published => signer.sign_with_header(&header, &claims).unwrap(),
+        SignWith::ForgedUnderPublishedKid => s.outsider.sign_with_header(&header, &claims).unwrap(),
+        SignWith::UnknownKey => {
+            header["kid"] = json!("not-published");
+            s.outsider.sign_with_header(&header, &claims).unwrap()
+        }
+        SignWith::None => {
+            header["alg"] = json!("none");
+            format!(
+                "{}.{}.",
+                b64url(header.to_string().as_bytes()),
+                b64url(claims.to_string().as_bytes())
+            )
+        }
+    };
+    Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
+}
+
+async fn userinfo() -> Response {
+    StatusCode::UNAUTHORIZED.into_response()
+}

@@ -1,0 +1,331 @@
+//! Spawning the broker for a test, and a few HTTP helpers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use oidc_broker::App;
+use oidc_broker::clock::ManualClock;
+use reqwest::header::{HeaderMap, LOCATION};
+
+pub struct TestApp {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    /// A browser: cookie store, no redirects followed.
+    pub browser: reqwest::Client,
+    pub db: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Options for [`spawn`]: extra TOML appended to a base config that has `[server]` and `[store]`
+/// filled in; it must add at least one provider.
+pub struct Spawn {
+    pub toml: String,
+    pub session: String,
+    pub db_dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Spawn {
+    pub fn providers(toml: impl Into<String>) -> Self {
+        Spawn {
+            toml: toml.into(),
+            session: "idle_timeout = \"30m\"\nabsolute_lifetime = \"7d\"\n".into(),
+            db_dir: None,
+        }
+    }
+    pub fn session(mut self, s: &str) -> Self {
+        self.session = s.into();
+        self
+    }
+    pub fn reuse_db(mut self, app: &TestApp) -> Self {
+        self.db_dir = Some(app._dir.clone());
+        self
+    }
+}
+
+pub fn dev_provider() -> Spawn {
+    Spawn::providers("[providers.dev]\nkind = \"dev\"\n")
+}
+
+pub async fn spawn(opts: Spawn) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let dir = opts
+        .db_dir
+        .unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
+    let db = dir.path().join("broker.db");
+    let toml = format!(
+        "[server]\nlisten = \"{addr}\"\npublic_url = \"{base}\"\nallowed_origins = [\"http://app.test:3000\"]\nenvironment = \"development\"\n\
+         [session]\n{}\n[store]\nurl = \"sqlite://{}\"\n{}",
+        opts.session,
+        db.display(),
+        opts.toml
+    );
+    let config = oidc_broker::config::from_toml_str(&toml, Vec::new())
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let clock = Arc::new(ManualClock::default());
+    let app = App::build(config, clock.clone()).await.unwrap();
+    let server = tokio::spawn(async move {
+        app.run(listener, std::future::pending()).await.unwrap();
+    });
+    TestApp {
+        base,
+        clock,
+        browser: browser(),
+        db,
+        _dir: dir,
+        _server: server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.browser.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// `GET /auth/me` as `fetch` would send it.
+    pub async fn me(&self) -> reqwest::Response {
+        self.me_with(&self.browser).await
+    }
+
+    pub async fn me_with(&self, client: &reqwest::Client) -> reqwest::Response {
+        client
+            .get(self.url("/auth/me"))
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Starts a login and returns the provider URL the browser is sent to.
+    pub async fn start_login(&self, query: &str) -> String {
+        let res = self.get(&format!("/auth/login?{query}")).await;
+        assert_eq!(
+            res.status(),
+            303,
+            "login start: {}",
+            res.text().await.unwrap()
+        );
+        location(res.headers())
+    }
+
+    /// The full dev-provider login, through its "pick a user" page, as a browser does it.
+    pub async fn dev_login(&self, user: &str) -> reqwest::Response {
+        let authorize = self.start_login("provider=dev").await;
+        let page = self
+            .browser
+            .get(&authorize)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let form = Form::parse(&page, &authorize);
+        let mut fields = form.fields.clone();
+        fields.push(("user".into(), user.into()));
+        let res = self
+            .browser
+            .post(&form.action)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "dev authorize");
+        let callback = location(res.headers());
+        self.browser.get(&callback).send().await.unwrap()
+    }
+}
+
+pub fn location(headers: &HeaderMap) -> String {
+    headers
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// All `Set-Cookie` headers of a response.
+pub fn set_cookies(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub fn with_query_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    {
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(v) = value {
+            q.append_pair(name, v);
+        }
+    }
+    u.to_string()
+}
+
+/// The first HTML form of a page: its absolute action, method and named inputs (buttons excluded).
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub action: String,
+    pub method: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn parse(html: &str, page_url: &str) -> Form {
+        let start = html
+            .find("<form")
+            .unwrap_or_else(|| panic!("no form in page:\n{html}"));
+        let end = html[start..]
+            .find("</form>")
+            .map(|e| start + e)
+            .unwrap_or(html.len());
+        let form = &html[start..end];
+        let tag_end = form.find('>').unwrap();
+        let action = attr(&form[..tag_end], "action").unwrap_or_default();
+        let method = attr(&form[..tag_end], "method").unwrap_or_else(|| "get".into());
+        let action = url::Url::parse(page_url)
+            .unwrap()
+            .join(&action)
+            .unwrap()
+            .to_string();
+        let mut fields = Vec::new();
+        let mut rest = form;
+        while let Some(i) = rest.find("<input") {
+            let tag = &rest[i..];
+            let close = tag.find('>').unwrap();
+            let tag = &tag[..close];
+            if let Some(name) = attr(tag, "name") {
+                fields.push((name, attr(tag, "value").unwrap_or_default()));
+            }
+            rest = &rest[i + close..];
+        }
+        Form {
+            action,
+            method,
+            fields,
+        }
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.fields.retain(|(k, _)| k != name);
+        self.fields.push((name.into(), value.into()));
+    }
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    for quote in ['"', '\''] {
+        let pat = format!(" {name}={quote}");
+        if let Some(i) = tag.find(&pat) {
+            let v = &tag[i + pat.len()..];
+            let end = v.find(quote)?;
+            return Some(decode_entities(&v[..end]));
+        }
+    }
+    None
+}
+
+pub fn decode_entities(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let Some(semi) = after.find(';') else {
+            out.push_str(after);
+            return out;
+        };
+        let entity = &after[1..semi];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
+            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &after[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Follows a provider's automatic redirect (the fake provider approves at once) and returns the
+/// callback URL it sends the browser back to.
+pub async fn provider_redirect(authorize: &str) -> String {
+    let res = browser().get(authorize).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "provider authorize: {}",
+        res.text().await.unwrap_or_default()
+    );
+    location(res.headers())
+}
+
+/// A whole login through a fake provider; returns the broker's callback response.
+pub async fn fake_login(app: &TestApp, query: &str) -> reqwest::Response {
+    let authorize = app.start_login(query).await;
+    let callback = provider_redirect(&authorize).await;
+    app.browser.get(&callback).send().await.unwrap()
+}
+
+/// The value the named cookie is set to in a response.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    set_cookies(headers).into_iter().find_map(|c| {
+        c.strip_prefix(&format!("{name}="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_string())
+    })
+}
+
+pub async fn json(res: reqwest::Response) -> serde_json::Value {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+}

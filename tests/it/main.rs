@@ -1,0 +1,14 @@
+//! The integration suite: one binary, every test spawns the broker on port 0 against fakes or
+//! real peers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fake_op;
+mod helpers;
+
+mod cli;
+mod id_token;
+mod interop_oidc_provider;
+mod login;
+mod logout;
+mod session;
