@@ -296,16 +296,15 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 
 fn parse_env_value(raw: &str) -> toml::Value {
     let trimmed = raw.trim();
-    if trimmed.starts_with('[')
+    let structured = trimmed.starts_with('[')
         || trimmed.starts_with('{')
         || trimmed == "true"
-        || trimmed == "false"
+        || trimmed == "false";
+    if structured
+        && let Ok(t) = format!("v = {trimmed}").parse::<toml::Table>()
+        && let Some(v) = t.get("v")
     {
-        if let Ok(t) = format!("v = {trimmed}").parse::<toml::Table>()
-            && let Some(v) = t.get("v")
-        {
-            return v.clone();
-        }
+        return v.clone();
     }
     toml::Value::String(raw.to_string())
 }
@@ -415,11 +414,11 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
             }
         },
     }
-    .and_then(|mut u| {
+    .map(|mut u| {
         // A base without a trailing slash joins predictably.
         let path = u.path().trim_end_matches('/').to_string();
         u.set_path(&path);
-        Some(u)
+        u
     })
     .unwrap_or_else(|| Url::parse("http://127.0.0.1:8080").unwrap_or_else(|_| unreachable_url()));
 

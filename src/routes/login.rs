@@ -57,7 +57,7 @@ pub fn validate_return_to(state: &AppState, raw: Option<&str>) -> AppResult<Stri
         return Err(refused());
     }
     let origin = url.origin().ascii_serialization();
-    if origin == server.public_origin() || server.allowed_origins.iter().any(|o| *o == origin) {
+    if origin == server.public_origin() || server.allowed_origins.contains(&origin) {
         Ok(url.to_string())
     } else {
         Err(refused())

@@ -1,6 +1,5 @@
 //! Spawning the broker for a test, and a few HTTP helpers.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use oidc_broker::App;
@@ -12,7 +11,6 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// A browser: cookie store, no redirects followed.
     pub browser: reqwest::Client,
-    pub db: PathBuf,
     _dir: Arc<tempfile::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -56,7 +54,15 @@ pub fn dev_provider() -> Spawn {
 }
 
 pub async fn spawn(opts: Spawn) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_on(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        opts,
+    )
+    .await
+}
+
+/// [`spawn`] on a listener the test bound (when a peer must know the broker's URL first).
+pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let dir = opts
@@ -81,7 +87,6 @@ pub async fn spawn(opts: Spawn) -> TestApp {
         base,
         clock,
         browser: browser(),
-        db,
         _dir: dir,
         _server: server,
     }

@@ -5,6 +5,7 @@
 
 mod fake_op;
 mod helpers;
+mod peers;
 
 mod cli;
 mod id_token;
