@@ -38,6 +38,7 @@ use crate::providers::ProviderRegistry;
 use crate::routes::{AppState, Inner};
 use crate::session::CookiePolicy;
 use crate::store::Store;
+use crate::store::sessions::SqliteSessions;
 use crate::templates::Templates;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +58,16 @@ pub enum StartupError {
 pub struct App {
     router: Router,
     state: AppState,
-    sessions: SqliteStore,
+    sessions: SqliteSessions,
 }
 
 impl App {
     pub async fn build(config: Config, clock: SharedClock) -> Result<App, StartupError> {
         let store = Store::open(&config.store.url).await?;
-        let sessions = SqliteStore::new(store.pool().clone());
+        let sessions = SqliteSessions::new(
+            SqliteStore::new(store.pool().clone()),
+            store.path().to_path_buf(),
+        );
         sessions
             .migrate()
             .await

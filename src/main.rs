@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand};
 use oidc_broker::clock::SystemClock;
 use oidc_broker::{App, config};
 
+// The session check allocates a little per request; mimalloc keeps that cheap under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "oidc-broker",

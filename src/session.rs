@@ -12,7 +12,9 @@ use crate::crypto;
 use crate::error::AppResult;
 use crate::identity::UserView;
 
-/// The key of the broker's record inside the tower-sessions data.
+/// The key of the broker's record inside the tower-sessions data. The record is kept there as one
+/// JSON string rather than a JSON tree: the session check then decodes it with one allocation-light
+/// parse instead of cloning and converting a tree of values.
 const RECORD_KEY: &str = "broker";
 
 /// What a local session knows. Kept whole in the session store so that a session check is one read.
@@ -43,15 +45,24 @@ impl SessionRecord {
     }
 
     /// The `session` object of `/auth/me`.
-    pub fn view(&self, policy: &SessionConfig) -> serde_json::Value {
-        serde_json::json!({
-            "handle": self.handle,
-            "provider": self.user.identity.provider,
-            "created_at": rfc3339(self.created_at),
-            "expires_at": rfc3339(self.absolute_expires_at),
-            "idle_expires_at": rfc3339(self.idle_expires_at(policy)),
-        })
+    pub fn view(&self, policy: &SessionConfig) -> SessionView<'_> {
+        SessionView {
+            handle: &self.handle,
+            provider: &self.user.identity.provider,
+            created_at: rfc3339(self.created_at),
+            expires_at: rfc3339(self.absolute_expires_at),
+            idle_expires_at: rfc3339(self.idle_expires_at(policy)),
+        }
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionView<'a> {
+    pub handle: &'a str,
+    pub provider: &'a str,
+    pub created_at: String,
+    pub expires_at: String,
+    pub idle_expires_at: String,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -122,8 +133,12 @@ pub async fn current(
     let Some(value) = session.get_value(RECORD_KEY).await? else {
         return Ok(None);
     };
-    let record = match serde_json::from_value::<SessionRecord>(value) {
-        Ok(r) if r.is_live(policy, now) => r,
+    let parsed = match &value {
+        serde_json::Value::String(s) => serde_json::from_str::<SessionRecord>(s).ok(),
+        _ => None,
+    };
+    let record = match parsed {
+        Some(r) if r.is_live(policy, now) => r,
         _ => {
             session.flush().await?;
             return Ok(None);
@@ -133,7 +148,7 @@ pub async fn current(
     if now_ts - record.last_seen_at >= touch_interval(policy) {
         let mut touched = record.clone();
         touched.last_seen_at = now_ts;
-        session.insert(RECORD_KEY, &touched).await?;
+        put(session, &touched).await?;
         session.set_expiry(Some(touched.store_expiry(policy)));
         return Ok(Some(touched));
     }
@@ -156,9 +171,15 @@ pub async fn start(
         absolute_expires_at: now_ts + secs(policy.absolute_lifetime),
         last_seen_at: now_ts,
     };
-    session.insert(RECORD_KEY, &record).await?;
+    put(session, &record).await?;
     session.set_expiry(Some(record.store_expiry(policy)));
     Ok(record)
+}
+
+async fn put(session: &Session, record: &SessionRecord) -> AppResult<()> {
+    let text = serde_json::to_string(record).map_err(crate::error::AppError::internal)?;
+    session.insert(RECORD_KEY, text).await?;
+    Ok(())
 }
 
 /// Ends the session of this request: the record is deleted and the cookie cleared.

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
 use tower_sessions::Session;
 
 use super::AppState;
@@ -19,13 +19,22 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
 }
 
+#[derive(Serialize)]
+struct MeResponse<'a> {
+    user: &'a crate::identity::UserView,
+    session: session::SessionView<'a>,
+}
+
 async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {
     let policy = &state.config.session;
     let record = session::current(&web_session, policy, state.clock.now())
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
-    let mut res =
-        Json(json!({"user": record.user, "session": record.view(policy)})).into_response();
+    let body = MeResponse {
+        user: &record.user,
+        session: record.view(policy),
+    };
+    let mut res = Json(body).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)

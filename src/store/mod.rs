@@ -13,9 +13,12 @@ use time::OffsetDateTime;
 use crate::crypto;
 use crate::identity::Identity;
 
+pub mod sessions;
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 /// A login in flight, stored under a hash of its `state` until the callback takes it.
@@ -51,7 +54,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let file = opts.get_filename();
+        let file = opts.get_filename().to_path_buf();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreOpenError::Folder(file.display().to_string(), e))?;
@@ -66,11 +69,16 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store { pool, path: file })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

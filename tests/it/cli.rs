@@ -86,3 +86,115 @@ fn every_example_provider_config_is_valid() {
     }
     assert!(seen >= 2);
 }
+
+/// Starts the real binary, signs in through the dev provider, and reads everything it logged.
+#[tokio::test]
+async fn a_login_leaves_no_secret_in_the_logs() {
+    use crate::helpers::*;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::peers::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oidc-broker"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("BROKER_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = browser();
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the broker did not become ready");
+
+    // The same steps as TestApp::dev_login, collecting every secret value on the way.
+    let res = client
+        .get(format!("{base}/auth/login?provider=dev"))
+        .send()
+        .await
+        .unwrap();
+    let binding = cookie_value(res.headers(), "broker_login").unwrap();
+    let authorize = location(res.headers());
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = Form::parse(&page, &authorize);
+    form.set("user", "alice");
+    let res = client
+        .post(&form.action)
+        .form(&form.fields)
+        .send()
+        .await
+        .unwrap();
+    let callback = location(res.headers());
+    let res = client.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let session = cookie_value(res.headers(), "broker_session").unwrap();
+    assert_eq!(
+        client
+            .get(format!("{base}/auth/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A refused replay logs too.
+    assert_eq!(client.get(&callback).send().await.unwrap().status(), 400);
+
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.contains("login succeeded"), "{logs}");
+    let secrets = [
+        (
+            "authorization code",
+            query_param(&callback, "code").unwrap(),
+        ),
+        ("state", query_param(&callback, "state").unwrap()),
+        ("nonce", query_param(&authorize, "nonce").unwrap()),
+        (
+            "PKCE challenge",
+            query_param(&authorize, "code_challenge").unwrap(),
+        ),
+        ("session cookie", session),
+        ("login-binding cookie", binding),
+        ("client secret", "dev-secret-must-not-leak".to_string()),
+    ];
+    for (what, value) in secrets {
+        assert!(
+            !logs.contains(&value),
+            "the {what} appears in the logs:\n{logs}"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! The session check (`GET /auth/me` with a valid cookie) against a bare axum handler, in one run.
+//!
+//! Both servers run in this process on a 2-worker runtime, as the broker does in production. Max
+//! throughput is measured with wrk (closed loop); latency with an open-loop generator at half of
+//! each server's maximum rate, timed from each request's dispatch, so slow answers are not hidden
+//! by the generator waiting for them. Figures are reported as ratios to the baseline because the
+//! machine is shared and noisy. Run: `bash bench/run.sh`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::routing::get;
+use oidc_broker::App;
+use oidc_broker::clock::SystemClock;
+use serde_json::json;
+
+// The allocator the broker binary uses (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SECONDS: u64 = 10;
+/// Connections for the closed-loop maximum (wrk).
+const CONNECTIONS: u32 = 32;
+/// Connections for the open-loop latency run: enough that each one's send interval stays well
+/// above the 1 ms resolution of the generator's timer.
+const OPEN_LOOP_CONNECTIONS: u32 = 128;
+
+fn main() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bare_url, me_url, cookie) = server_rt.block_on(start_servers(dir.path()));
+
+    let wrk = which_wrk();
+    println!(
+        "session check vs bare axum handler — {SECONDS}s per run; max with wrk over {CONNECTIONS} connections, latency open-loop over {OPEN_LOOP_CONNECTIONS}"
+    );
+    let bare_max = max_rate(&wrk, &bare_url, None);
+    println!("bare handler: {bare_max:.0} req/s");
+    let me_max = max_rate(&wrk, &me_url, Some(&cookie));
+    println!("/auth/me: {me_max:.0} req/s");
+    let bare_lat = open_loop(&bare_url, None, bare_max / 2.0);
+    println!(
+        "bare handler at {:.0} req/s: p50 {:.3} ms, p99 {:.3} ms",
+        bare_max / 2.0,
+        bare_lat.0,
+        bare_lat.1
+    );
+    let me_lat = open_loop(&me_url, Some(&cookie), me_max / 2.0);
+    println!(
+        "/auth/me at {:.0} req/s: p50 {:.3} ms, p99 {:.3} ms",
+        me_max / 2.0,
+        me_lat.0,
+        me_lat.1
+    );
+    // The same offered rate on both: what the session check adds, machine noise cancelled.
+    let bare_same = open_loop(&bare_url, None, me_max / 2.0);
+    println!(
+        "bare handler at {:.0} req/s: p50 {:.3} ms, p99 {:.3} ms",
+        me_max / 2.0,
+        bare_same.0,
+        bare_same.1
+    );
+
+    let ratio = me_max / bare_max;
+    println!();
+    println!("| target | max req/s | p50 at half max | p99 at half max |");
+    println!("|---|---|---|---|");
+    println!(
+        "| bare axum handler | {bare_max:.0} | {:.3} ms | {:.3} ms |",
+        bare_lat.0, bare_lat.1
+    );
+    println!(
+        "| GET /auth/me (SQLite) | {me_max:.0} | {:.3} ms | {:.3} ms |",
+        me_lat.0, me_lat.1
+    );
+    println!();
+    println!(
+        "throughput ratio /auth/me : bare = {ratio:.2} (target >= 0.70) {}",
+        verdict(ratio >= 0.7)
+    );
+    println!(
+        "p99 of /auth/me at half its max rate = {:.3} ms (target < 2 ms) {}",
+        me_lat.1,
+        verdict(me_lat.1 < 2.0)
+    );
+    println!(
+        "p99 at the same rate, /auth/me : bare = {:.2}",
+        me_lat.1 / bare_same.1
+    );
+    drop(server_rt);
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+async fn start_servers(dir: &std::path::Path) -> (String, String, String) {
+    // The baseline: a bare axum handler answering a JSON body of similar size.
+    let bare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare_url = format!("http://{}/me", bare.local_addr().unwrap());
+    let body = json!({"user": {"id": "usr_xxxxxxxxxxxxxxxxxxxxxx", "provider": "dev", "provider_kind": "dev", "subject": "alice",
+        "email": "alice@example.test", "email_verified": true, "name": "Alice Example", "given_name": null, "family_name": null,
+        "picture": null, "locale": null, "groups": ["admins", "staff"], "roles": [], "claims": {}},
+        "session": {"handle": "ses_xxxxxxxxxxxxxxxx", "provider": "dev", "created_at": "2026-01-01T00:00:00Z",
+        "expires_at": "2026-01-08T00:00:00Z", "idle_expires_at": "2026-01-01T00:30:00Z"}});
+    let app = axum::Router::new().route(
+        "/me",
+        get(move || {
+            let b = body.clone();
+            async move { Json(b) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(bare, app).await.unwrap() });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let toml = format!(
+        "[server]\npublic_url = \"{base}\"\n[session]\nidle_timeout = \"30m\"\n[store]\nurl = \"sqlite://{}/bench.db\"\n[providers.dev]\nkind = \"dev\"\n",
+        dir.display()
+    );
+    let config = oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap();
+    let broker = App::build(config, Arc::new(SystemClock)).await.unwrap();
+    tokio::spawn(async move { broker.run(listener, std::future::pending()).await.unwrap() });
+    let cookie = dev_login(&base).await;
+    (bare_url, format!("{base}/auth/me"), cookie)
+}
+
+/// Signs in through the dev provider's pages and returns the `Cookie` header value.
+async fn dev_login(base: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("{base}/auth/login?provider=dev"))
+        .send()
+        .await
+        .unwrap();
+    let binding = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = res.headers()["location"].to_str().unwrap().to_string();
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form: Vec<(String, String)> = Vec::new();
+    for part in page.split("<input type=\"hidden\" name=\"").skip(1) {
+        let (name, rest) = part.split_once("\" value=\"").unwrap();
+        let value = rest
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&");
+        form.push((name.to_string(), value));
+    }
+    form.push(("user".into(), "alice".into()));
+    let action = authorize.split('?').next().unwrap();
+    let res = client.post(action).form(&form).send().await.unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_string();
+    let res = client
+        .get(&callback)
+        .header("cookie", &binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "bench login failed");
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("broker_session="))
+        .unwrap();
+    session.split(';').next().unwrap().to_string()
+}
+
+fn which_wrk() -> String {
+    let ok = Command::new("wrk").arg("--version").output().is_ok();
+    assert!(
+        ok,
+        "wrk is not installed: apt-get install wrk (bench/run.sh does it)"
+    );
+    "wrk".into()
+}
+
+/// Closed-loop maximum rate with wrk.
+fn max_rate(wrk: &str, url: &str, cookie: Option<&str>) -> f64 {
+    let mut cmd = Command::new(wrk);
+    cmd.args([
+        "-t1",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{SECONDS}s"),
+        url,
+    ]);
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: {c}")]);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let non2xx = text.lines().any(|l| l.contains("Non-2xx"));
+    assert!(!non2xx, "wrk saw error answers from {url}:\n{text}");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("Requests/sec:")
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no rate in wrk output:\n{text}"))
+}
+
+/// Open-loop load at `rate` req/s over CONNECTIONS keep-alive connections, on a client thread of
+/// its own; returns (p50, p99) in ms. Each connection sends on a fixed schedule. When the server made
+/// a request late (the previous answer came after the request was due), its latency counts from when
+/// it was due, so queueing is not hidden; when only the generator's timer woke late, it counts from
+/// the actual send.
+fn open_loop(url: &str, cookie: Option<&str>, rate: f64) -> (f64, f64) {
+    let url: hyper::Uri = url.parse().unwrap();
+    let cookie = cookie.map(str::to_string);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let addr = format!("{}:{}", url.host().unwrap(), url.port_u16().unwrap());
+            let per_conn = rate / f64::from(OPEN_LOOP_CONNECTIONS);
+            let interval = Duration::from_secs_f64(1.0 / per_conn);
+            let count = (per_conn * SECONDS as f64) as u32;
+            let start = tokio::time::Instant::now() + Duration::from_millis(200);
+            let mut tasks = Vec::new();
+            for c in 0..OPEN_LOOP_CONNECTIONS {
+                let (addr, url, cookie) = (addr.clone(), url.clone(), cookie.clone());
+                tasks.push(tokio::spawn(async move {
+                    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let (mut sender, conn) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                    tokio::spawn(conn);
+                    let offset = interval.mul_f64(f64::from(c) / f64::from(OPEN_LOOP_CONNECTIONS));
+                    let mut lat = Vec::with_capacity(count as usize);
+                    let mut prev_done = start;
+                    for i in 0..count {
+                        let due = start + offset + interval * i;
+                        tokio::time::sleep_until(due).await;
+                        let sent = tokio::time::Instant::now();
+                        let from = if prev_done > due { due } else { sent };
+                        let mut req = hyper::Request::get(url.path()).header("host", addr.as_str());
+                        if let Some(c) = &cookie {
+                            req = req.header("cookie", c.as_str());
+                        }
+                        let res = sender
+                            .send_request(
+                                req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                                    .unwrap(),
+                            )
+                            .await
+                            .unwrap();
+                        assert!(res.status().is_success());
+                        http_body_util::BodyExt::collect(res.into_body())
+                            .await
+                            .unwrap();
+                        prev_done = tokio::time::Instant::now();
+                        lat.push(prev_done - from);
+                    }
+                    lat
+                }));
+            }
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            lat.sort();
+            let pct = |p: f64| {
+                lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
+            };
+            (pct(0.50), pct(0.99))
+        })
+    })
+    .join()
+    .unwrap()
+}
