@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::ClaimMapping;
 use crate::error::AppError;
 
 /// A provider identity after claim mapping. Stored as the user's profile and shown as `user`.
@@ -78,11 +79,13 @@ fn string_list(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, 
     }
 }
 
-/// Builds the identity from a provider's claims (ID token merged with userinfo).
+/// Builds the identity from a provider's claims (ID token merged with userinfo), through the
+/// provider's claim mapping.
 pub fn from_claims(
     provider: &str,
     provider_kind: &str,
     claims: &Map<String, Value>,
+    map: &ClaimMapping,
 ) -> Result<Identity, AppError> {
     let subject = match claims.get("sub") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
@@ -91,20 +94,25 @@ pub fn from_claims(
         }
         _ => return Err(claim_error("sub", "is missing or not a string")),
     };
+    let selected = map
+        .select
+        .iter()
+        .filter_map(|name| claims.get(name).map(|v| (name.clone(), v.clone())))
+        .collect();
     Ok(Identity {
         provider: provider.to_string(),
         provider_kind: provider_kind.to_string(),
         subject,
-        email: opt_string(claims, "email")?,
-        email_verified: flag(claims, "email_verified")?,
-        name: opt_string(claims, "name")?,
-        given_name: opt_string(claims, "given_name")?,
-        family_name: opt_string(claims, "family_name")?,
-        picture: opt_string(claims, "picture")?,
-        locale: opt_string(claims, "locale")?,
-        groups: string_list(claims, "groups")?,
-        roles: string_list(claims, "roles")?,
-        claims: Map::new(),
+        email: opt_string(claims, &map.email)?,
+        email_verified: flag(claims, &map.email_verified)?,
+        name: opt_string(claims, &map.name)?,
+        given_name: opt_string(claims, &map.given_name)?,
+        family_name: opt_string(claims, &map.family_name)?,
+        picture: opt_string(claims, &map.picture)?,
+        locale: opt_string(claims, &map.locale)?,
+        groups: string_list(claims, &map.groups)?,
+        roles: string_list(claims, &map.roles)?,
+        claims: selected,
     })
 }
 
@@ -123,6 +131,7 @@ mod tests {
             "p",
             "oidc",
             &map(json!({"sub": "s", "email_verified": "true"})),
+            &ClaimMapping::default(),
         )
         .unwrap();
         assert!(id.email_verified);
@@ -130,9 +139,39 @@ mod tests {
 
     #[test]
     fn malformed_claim_is_named_in_the_error() {
-        let err = from_claims("p", "oidc", &map(json!({"sub": "s", "email": 5}))).unwrap_err();
+        let err = from_claims(
+            "p",
+            "oidc",
+            &map(json!({"sub": "s", "email": 5})),
+            &ClaimMapping::default(),
+        )
+        .unwrap_err();
         assert!(err.message.contains("`email`"), "{}", err.message);
-        let err = from_claims("p", "oidc", &map(json!({"email": "a@b"}))).unwrap_err();
+        let err = from_claims(
+            "p",
+            "oidc",
+            &map(json!({"email": "a@b"})),
+            &ClaimMapping::default(),
+        )
+        .unwrap_err();
         assert!(err.message.contains("`sub`"), "{}", err.message);
+    }
+
+    #[test]
+    fn namespaced_claims_map_and_selected_claims_pass_through() {
+        let m = ClaimMapping {
+            roles: "https://example.com/roles".into(),
+            groups: "cognito:groups".into(),
+            select: vec!["cognito:username".into(), "absent".into()],
+            ..ClaimMapping::default()
+        };
+        let claims = map(
+            json!({"sub": "s", "https://example.com/roles": ["admin"], "cognito:groups": ["g1"], "cognito:username": "ada"}),
+        );
+        let id = from_claims("p", "cognito", &claims, &m).unwrap();
+        assert_eq!(id.roles, vec!["admin".to_string()]);
+        assert_eq!(id.groups, vec!["g1".to_string()]);
+        assert_eq!(id.claims.get("cognito:username"), Some(&json!("ada")));
+        assert!(!id.claims.contains_key("absent"));
     }
 }

@@ -147,8 +147,8 @@ impl App {
         let state = self.state.clone();
         tokio::spawn(async move {
             for p in state.providers.all() {
-                if let Err(e) = p.metadata().await {
-                    tracing::warn!(provider = %p.id, error = %e.cause.as_deref().unwrap_or(&e.message), "provider discovery failed; it is retried on the next login and by /readyz");
+                if !p.ready().await {
+                    tracing::warn!(provider = %p.id, "provider not reachable yet; discovery is retried on the next login and by /readyz");
                 }
             }
         });

@@ -1,17 +1,44 @@
-//! Identity providers: one [`Provider`] per configured `[providers.ID]`, all driven through the same
-//! OpenID Connect code path; kinds differ only where a provider departs from the standard.
+//! Identity providers: one [`Provider`] per configured `[providers.ID]`. Every OpenID Connect kind
+//! (oidc, auth0, cognito, dev) goes through the same relying-party code; Firebase, which has no
+//! authorization endpoint for third parties, goes through its Identity Toolkit API. Kinds differ
+//! only where a provider departs from the standard.
 
 pub mod dev;
+pub mod firebase;
 mod oidc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use oidc::{Discovered, Provider, ProviderTokens};
+pub use firebase::FirebaseClient;
+pub use oidc::{Discovered, OidcClient, ProviderTokens};
 
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{ClaimMapping, Config, ProviderKind};
 use crate::http_client::HttpClient;
+
+pub struct Provider {
+    pub id: String,
+    pub kind: ProviderKind,
+    pub display_name: String,
+    pub claims: ClaimMapping,
+    pub flow: Flow,
+}
+
+pub enum Flow {
+    Oidc(OidcClient),
+    Firebase(FirebaseClient),
+}
+
+impl Provider {
+    /// For readiness: discovery succeeded (OIDC kinds), or the emulator answers (Firebase).
+    pub async fn ready(&self) -> bool {
+        match &self.flow {
+            Flow::Oidc(c) => c.metadata().await.is_ok(),
+            Flow::Firebase(f) => f.ready().await,
+        }
+    }
+}
 
 pub struct ProviderRegistry {
     providers: BTreeMap<String, Arc<Provider>>,
@@ -29,14 +56,29 @@ impl ProviderRegistry {
             .providers
             .iter()
             .map(|(id, pc)| {
-                let p = Provider::new(
-                    id,
-                    pc,
-                    config,
-                    http.clone(),
-                    clock.clone(),
-                    dev_secrets.get(id).cloned(),
-                );
+                let flow = match &pc.firebase {
+                    Some(settings) => Flow::Firebase(FirebaseClient::new(
+                        id,
+                        settings,
+                        http.clone(),
+                        clock.clone(),
+                    )),
+                    None => Flow::Oidc(OidcClient::new(
+                        id,
+                        pc,
+                        config,
+                        http.clone(),
+                        clock.clone(),
+                        dev_secrets.get(id).cloned(),
+                    )),
+                };
+                let p = Provider {
+                    id: id.clone(),
+                    kind: pc.kind,
+                    display_name: pc.display_name.clone(),
+                    claims: pc.claims.clone(),
+                    flow,
+                };
                 (id.clone(), Arc::new(p))
             })
             .collect();

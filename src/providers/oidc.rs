@@ -120,13 +120,15 @@ struct TokenErrorBody {
     error: String,
 }
 
-pub struct Provider {
+/// The relying party for one provider of an OpenID Connect kind (oidc, auth0, cognito, dev).
+pub struct OidcClient {
     pub id: String,
     pub kind: ProviderKind,
-    pub display_name: String,
     pub issuer: IssuerUrl,
     pub redirect_uri: String,
     client_id: String,
+    auth_params: Vec<(String, String)>,
+    organization: Option<String>,
     client_secret: Option<String>,
     scopes: Vec<String>,
     fetch_userinfo: bool,
@@ -137,7 +139,7 @@ pub struct Provider {
     discovery_gate: Mutex<Option<Instant>>,
 }
 
-impl Provider {
+impl OidcClient {
     pub fn new(
         id: &str,
         pc: &ProviderConfig,
@@ -148,16 +150,17 @@ impl Provider {
     ) -> Self {
         let issuer = match pc.kind {
             ProviderKind::Dev => config.server.url(&format!("/dev/{id}")),
-            ProviderKind::Oidc => pc.issuer.clone().unwrap_or_default(),
+            _ => pc.issuer.clone().unwrap_or_default(),
         };
         // Config validation guarantees a URL; an unparsable one fails discovery with a clear error.
         let issuer = IssuerUrl::new(issuer.clone())
             .unwrap_or_else(|_| IssuerUrl::from_url(config.server.public_url.clone()));
-        Provider {
+        OidcClient {
             id: id.to_string(),
             kind: pc.kind,
-            display_name: pc.display_name.clone(),
             issuer,
+            auth_params: pc.auth_params.clone(),
+            organization: pc.organization.clone(),
             redirect_uri: config.server.url(&format!("/auth/callback/{id}")),
             client_id: pc.client_id.clone(),
             client_secret: pc.client_secret.clone().or(dev_secret),
@@ -243,6 +246,9 @@ impl Provider {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", code_challenge)
             .append_pair("code_challenge_method", "S256");
+        for (k, v) in &self.auth_params {
+            url.query_pairs_mut().append_pair(k, v);
+        }
         Ok(url)
     }
 
@@ -404,6 +410,25 @@ impl Provider {
                 ));
             }
         }
+        match self.kind {
+            // Cognito signs access tokens with the same keys; only an ID token may sign a user in.
+            ProviderKind::Cognito if map.get("token_use").and_then(Value::as_str) != Some("id") => {
+                return Err(ClaimsVerificationError::Other(
+                    "token_use: not an ID token".into(),
+                ));
+            }
+            // Auth0 Organizations: the token must be for the configured organization.
+            ProviderKind::Auth0 if self.organization.is_some() => {
+                let org = self.organization.as_deref();
+                let matches = |claim: &str| map.get(claim).and_then(Value::as_str) == org;
+                if !(matches("org_id") || matches("org_name")) {
+                    return Err(ClaimsVerificationError::Other(
+                        "organization: org_id is not the configured organization".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
         Ok(map)
     }
 
@@ -543,6 +568,12 @@ fn id_token_error(e: ClaimsVerificationError) -> AppError {
             "it was issued for another application (aud/azp)"
         }
         ClaimsVerificationError::InvalidIssuer(_) => "it was issued by another issuer",
+        ClaimsVerificationError::Other(m) if m.starts_with("token_use") => {
+            "it is not an ID token (token_use)"
+        }
+        ClaimsVerificationError::Other(m) if m.starts_with("organization") => {
+            "it is for another organization (org_id)"
+        }
         ClaimsVerificationError::InvalidNonce(_) => "its nonce does not match this login",
         ClaimsVerificationError::SignatureVerification(
             SignatureVerificationError::DisallowedAlg(_)

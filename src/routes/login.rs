@@ -1,11 +1,15 @@
-//! `GET /auth/login` starts a login; `GET /auth/callback/{id}` finishes it.
+//! `GET /auth/login` starts a login; `GET /auth/callback/{id}` finishes it. [`finish_login`] is the
+//! common end of every kind's flow: claims → identity → local user → fresh session.
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use time::Duration as TimeDuration;
 use tower_sessions::Session;
 use url::Url;
@@ -14,7 +18,8 @@ use super::{AppState, read_cookie};
 use crate::crypto;
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, UserView};
-use crate::session;
+use crate::providers::{Flow, Provider};
+use crate::session::{self, SessionRecord};
 use crate::store::LoginTransaction;
 
 pub fn router() -> Router<AppState> {
@@ -27,6 +32,8 @@ pub fn router() -> Router<AppState> {
 struct LoginParams {
     provider: Option<String>,
     return_to: Option<String>,
+    /// Firebase: which federated provider (`google.com`, …) to sign in with.
+    idp: Option<String>,
 }
 
 /// `return_to` must be on an allowed origin (exactly) or the broker's own; a relative path is taken
@@ -64,6 +71,52 @@ pub fn validate_return_to(state: &AppState, raw: Option<&str>) -> AppResult<Stri
     }
 }
 
+pub fn find_provider(state: &AppState, id: &str) -> AppResult<Arc<Provider>> {
+    state.providers.get(id).cloned().ok_or_else(|| {
+        AppError::not_found(
+            "unknown_provider",
+            "There is no identity provider by that name.",
+        )
+    })
+}
+
+/// The browser's binding value: the existing cookie if well-formed, else a new one.
+fn browser_binding(state: &AppState, headers: &HeaderMap) -> String {
+    read_cookie(headers, state.cookies.login_name)
+        .filter(|v| {
+            v.len() >= 32
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| crypto::random_token(32))
+}
+
+/// Redirects to the provider, setting (or refreshing) the browser-binding cookie.
+fn redirect_with_binding(state: &AppState, to: &str, binding: &str) -> Response {
+    let mut res = Redirect::to(to).into_response();
+    let cookie = state.cookies.login_cookie(
+        binding,
+        state.config.session.login_timeout + std::time::Duration::from_secs(3600),
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn store_transaction(state: &AppState, key: &str, tx: &LoginTransaction) -> AppResult<()> {
+    let ttl = i64::try_from(state.config.session.login_timeout.as_secs()).unwrap_or(600);
+    state
+        .store
+        .put_login(key, tx, state.clock.now() + TimeDuration::seconds(ttl))
+        .await?;
+    Ok(())
+}
+
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -80,58 +133,70 @@ async fn login(
             .unwrap_or_default(),
         None => return chooser(&state, &return_to),
     };
-    let provider = state
-        .providers
-        .get(&provider_id)
-        .ok_or_else(|| {
-            AppError::not_found(
-                "unknown_provider",
-                "There is no identity provider by that name.",
-            )
-        })?
-        .clone();
-
+    let provider = find_provider(&state, &provider_id)?;
     // One binding per browser, shared by its tabs; each tab has its own transaction.
-    let binding = read_cookie(&headers, state.cookies.login_name)
-        .filter(|v| {
-            v.len() >= 32
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| crypto::random_token(32));
-    let state_param = crypto::random_token(32);
-    let nonce = crypto::random_token(32);
-    let verifier = crypto::random_token(48);
-    let url = provider
-        .authorization_url(&state_param, &nonce, &crypto::pkce_challenge(&verifier))
-        .await?;
-
-    let now = state.clock.now();
-    let ttl = state.config.session.login_timeout;
-    let tx = LoginTransaction {
+    let binding = browser_binding(&state, &headers);
+    let mut tx = LoginTransaction {
         provider: provider.id.clone(),
-        nonce,
-        pkce_verifier: verifier,
+        nonce: String::new(),
+        pkce_verifier: String::new(),
         return_to,
         browser_binding: crypto::sha256_b64(&binding),
-        created_at: now.unix_timestamp(),
+        created_at: state.clock.now().unix_timestamp(),
+        firebase_session_id: None,
     };
-    let expires = now + TimeDuration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(600));
-    state.store.put_login(&state_param, &tx, expires).await?;
+    let (key, url) = match &provider.flow {
+        Flow::Oidc(client) => {
+            let key = crypto::random_token(32);
+            tx.nonce = crypto::random_token(32);
+            tx.pkce_verifier = crypto::random_token(48);
+            let url = client
+                .authorization_url(&key, &tx.nonce, &crypto::pkce_challenge(&tx.pkce_verifier))
+                .await?;
+            (key, url.to_string())
+        }
+        Flow::Firebase(fb) => {
+            let Some(idp) = params.idp else {
+                return super::firebase::sign_in_page(&state, &provider, fb, &tx.return_to, None);
+            };
+            if !fb.federated.contains(&idp) {
+                return Err(AppError::bad_request(
+                    "unknown_provider",
+                    "That sign-in method is not offered here.",
+                ));
+            }
+            let auth = fb
+                .create_auth_uri(
+                    &idp,
+                    &state
+                        .config
+                        .server
+                        .url(&format!("/auth/callback/{}", provider.id)),
+                )
+                .await?;
+            // Firebase generates the `state` the identity provider echoes back: it keys the transaction.
+            let key = Url::parse(&auth.auth_uri)
+                .ok()
+                .and_then(|u| {
+                    u.query_pairs()
+                        .find(|(k, _)| k == "state")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .filter(|s| s.len() >= 16)
+                .ok_or_else(|| {
+                    AppError::provider(
+                        "provider_error",
+                        "Firebase's sign-in address carries no state.",
+                        "createAuthUri: authUri without state",
+                    )
+                })?;
+            tx.firebase_session_id = auth.session_id;
+            (key, auth.auth_uri)
+        }
+    };
+    store_transaction(&state, &key, &tx).await?;
     tracing::info!(provider = %provider.id, "login started");
-
-    let mut res = Redirect::to(url.as_str()).into_response();
-    let cookie = state
-        .cookies
-        .login_cookie(&binding, ttl + std::time::Duration::from_secs(3600));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    Ok(redirect_with_binding(&state, &url, &binding))
 }
 
 fn chooser(state: &AppState, return_to: &str) -> AppResult<Response> {
@@ -162,29 +227,20 @@ async fn callback(
     Path(provider_id): Path<String>,
     headers: HeaderMap,
     web_session: Session,
+    RawQuery(raw_query): RawQuery,
     Query(params): Query<CallbackParams>,
 ) -> AppResult<Response> {
-    let provider = state
-        .providers
-        .get(&provider_id)
-        .ok_or_else(|| {
-            AppError::not_found(
-                "unknown_provider",
-                "There is no identity provider by that name.",
-            )
-        })?
-        .clone();
+    let provider = find_provider(&state, &provider_id)?;
     let state_param = params.state.as_deref().ok_or_else(|| {
         AppError::bad_request(
             "invalid_state",
             "The sign-in response has no state. Start the login again.",
         )
     })?;
-    let now = state.clock.now();
     // Taken once: a replayed or unknown state finds nothing.
     let tx = state
         .store
-        .take_login(state_param, now)
+        .take_login(state_param, state.clock.now())
         .await?
         .ok_or_else(|| {
             AppError::bad_request(
@@ -207,57 +263,100 @@ async fn callback(
             "This sign-in was started in another browser, or this browser blocked the broker's cookie. Start the login again here.",
         ));
     }
-    provider
-        .check_response_issuer(params.iss.as_deref())
-        .await?;
-    if let Some(error) = params.error {
-        let safe: String = error
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
-        let message = if safe == "access_denied" {
-            "Sign-in was cancelled or denied at the identity provider.".to_string()
-        } else {
-            format!("The identity provider could not sign you in ({safe}).")
-        };
-        return Err(AppError::bad_request("provider_error", message));
-    }
-    let code = params
-        .code
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            AppError::bad_request(
-                "invalid_request",
-                "The sign-in response has no code. Start the login again.",
-            )
-        })?;
-
-    let tokens = provider.exchange_code(code, &tx.pkce_verifier).await?;
-    let id_token = tokens.id_token.as_deref().ok_or_else(|| {
-        AppError::provider(
-            "invalid_id_token",
-            "The identity provider sent no ID token (is the openid scope allowed?).",
-            "no id_token in token response",
-        )
-    })?;
-    let mut claims = provider.verify_id_token(id_token, &tx.nonce).await?;
-    let subject = claims
-        .get("sub")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    if let Some(extra) = provider.userinfo(&tokens.access_token, &subject).await? {
-        // The signed ID token wins over userinfo where both speak.
-        for (k, v) in extra {
-            claims.entry(k).or_insert(v);
+    let claims = match &provider.flow {
+        Flow::Oidc(client) => {
+            client.check_response_issuer(params.iss.as_deref()).await?;
+            provider_error(params.error.as_deref())?;
+            let code = params
+                .code
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    AppError::bad_request(
+                        "invalid_request",
+                        "The sign-in response has no code. Start the login again.",
+                    )
+                })?;
+            let tokens = client.exchange_code(code, &tx.pkce_verifier).await?;
+            let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+                AppError::provider(
+                    "invalid_id_token",
+                    "The identity provider sent no ID token (is the openid scope allowed?).",
+                    "no id_token in token response",
+                )
+            })?;
+            let mut claims = client.verify_id_token(id_token, &tx.nonce).await?;
+            let subject = claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(extra) = client.userinfo(&tokens.access_token, &subject).await? {
+                // The signed ID token wins over userinfo where both speak.
+                for (k, v) in extra {
+                    claims.entry(k).or_insert(v);
+                }
+            }
+            claims
         }
-    }
-    let identity = identity::from_claims(&provider.id, provider.kind.as_str(), &claims)?;
+        Flow::Firebase(fb) => {
+            provider_error(params.error.as_deref())?;
+            // signInWithIdp wants the whole URL the identity provider sent the browser to.
+            let request_uri = format!(
+                "{}?{}",
+                state
+                    .config
+                    .server
+                    .url(&format!("/auth/callback/{}", provider.id)),
+                raw_query.unwrap_or_default()
+            );
+            let tokens = fb
+                .sign_in_with_idp(&request_uri, tx.firebase_session_id.as_deref())
+                .await?;
+            let id_token = tokens.id_token.as_deref().unwrap_or_default();
+            fb.verify_id_token(id_token, None).await?
+        }
+    };
+    let record = finish_login(&state, &web_session, &provider, &claims).await?;
+    tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded");
+    let mut res = Redirect::to(&tx.return_to).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+fn provider_error(error: Option<&str>) -> AppResult<()> {
+    let Some(error) = error else { return Ok(()) };
+    let safe: String = error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    let message = if safe == "access_denied" {
+        "Sign-in was cancelled or denied at the identity provider.".to_string()
+    } else {
+        format!("The identity provider could not sign you in ({safe}).")
+    };
+    Err(AppError::bad_request("provider_error", message))
+}
+
+/// Verified claims → identity → local user → a fresh session (new id, no fixation).
+pub async fn finish_login(
+    state: &AppState,
+    web_session: &Session,
+    provider: &Provider,
+    claims: &Map<String, Value>,
+) -> AppResult<SessionRecord> {
+    let now = state.clock.now();
+    let identity = identity::from_claims(
+        &provider.id,
+        provider.kind.as_str(),
+        claims,
+        &provider.claims,
+    )?;
     let user_id = state.store.link_identity(&identity, now).await?;
-    let record = session::start(
-        &web_session,
+    session::start(
+        web_session,
         UserView {
             id: user_id,
             identity,
@@ -265,11 +364,5 @@ async fn callback(
         &state.config.session,
         now,
     )
-    .await?;
-    tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded");
-
-    let mut res = Redirect::to(&tx.return_to).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    .await
 }

@@ -1,5 +1,6 @@
 //! HTTP surfaces, one module each; [`router`] puts them together.
 
+mod firebase;
 mod health;
 mod login;
 mod logout;
@@ -57,6 +58,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(login::router())
+        .merge(firebase::router())
         .merge(me::router())
         .merge(logout::router())
         .merge(health::router())

@@ -31,6 +31,9 @@ pub struct LoginTransaction {
     /// SHA-256 of the browser-binding cookie value.
     pub browser_binding: String,
     pub created_at: i64,
+    /// Firebase federated sign-in: the `sessionId` from `createAuthUri`.
+    #[serde(default)]
+    pub firebase_session_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+mod provider;
+
+pub use provider::{
+    ClaimMapping, DevUser, FirebaseSettings, ProviderConfig, ProviderKind, default_dev_users,
+};
+
 pub const ENV_PREFIX: &str = "BROKER_";
 
 /// One thing wrong with a configuration.
@@ -45,21 +51,6 @@ impl std::error::Error for ConfigError {}
 pub enum Environment {
     Development,
     Production,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    Oidc,
-    Dev,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Oidc => "oidc",
-            ProviderKind::Dev => "dev",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,54 +99,6 @@ pub struct StoreConfig {
     pub url: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    pub kind: ProviderKind,
-    pub display_name: String,
-    /// For `oidc`, exactly as written (issuers are compared byte for byte, so no normalisation);
-    /// for `dev` it is derived from the public URL.
-    pub issuer: Option<String>,
-    pub client_id: String,
-    pub client_secret: Option<String>,
-    pub scopes: Vec<String>,
-    /// Lets the outbound client reach this issuer on a private or loopback address.
-    pub allow_private_network: bool,
-    pub fetch_userinfo: bool,
-    /// Test users offered by a `dev` provider's login page.
-    pub dev_users: Vec<DevUser>,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DevUser {
-    pub sub: String,
-    pub email: String,
-    #[serde(default = "yes")]
-    pub email_verified: bool,
-    pub name: String,
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-pub fn default_dev_users() -> Vec<DevUser> {
-    let user = |sub: &str, name: &str, verified: bool, groups: &[&str]| DevUser {
-        sub: sub.to_string(),
-        email: format!("{sub}@example.test"),
-        email_verified: verified,
-        name: name.to_string(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    };
-    vec![
-        user("alice", "Alice Example", true, &["admins", "staff"]),
-        user("bob", "Bob Example", true, &["staff"]),
-        user("carol", "Carol Unverified", false, &[]),
-    ]
-}
-
 // ---- raw, as written ------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,20 +123,6 @@ struct RawSession {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    kind: Option<String>,
-    display_name: Option<String>,
-    issuer: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scopes: Option<Vec<String>>,
-    allow_private_network: Option<bool>,
-    fetch_userinfo: Option<bool>,
-    users: Option<Vec<DevUser>>,
 }
 
 const SECTIONS: &[&str] = &["server", "session", "store", "providers"];
@@ -515,7 +444,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
                     );
                     continue;
                 }
-                let raw: RawProvider = match value.try_into() {
+                let raw: provider::RawProvider = match value.try_into() {
                     Ok(r) => r,
                     Err(e) => {
                         problem(
@@ -527,7 +456,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
                         continue;
                     }
                 };
-                if let Some(p) = validate_provider(&id, raw, environment, &mut problems) {
+                if let Some(p) = provider::validate(&id, raw, environment, &mut problems) {
                     providers.insert(id, p);
                 }
             }
@@ -571,157 +500,6 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
 fn unreachable_url() -> Url {
     // Only reached if a literal constant fails to parse, which it does not.
     Url::parse("http://127.0.0.1/").unwrap_or_else(|_| std::process::abort())
-}
-
-fn validate_provider(
-    id: &str,
-    raw: RawProvider,
-    environment: Environment,
-    problems: &mut Vec<Problem>,
-) -> Option<ProviderConfig> {
-    let key = |k: &str| format!("providers.{id}.{k}");
-    let kind = match raw.kind.as_deref() {
-        Some("oidc") => ProviderKind::Oidc,
-        Some("dev") => ProviderKind::Dev,
-        Some(other) => {
-            problem(
-                problems,
-                key("kind"),
-                format!("`{other}` is not a provider kind"),
-                "use one of: oidc, dev",
-            );
-            return None;
-        }
-        None => {
-            problem(
-                problems,
-                key("kind"),
-                "missing",
-                "add kind = \"oidc\" (any OpenID Connect issuer) or kind = \"dev\"",
-            );
-            return None;
-        }
-    };
-    let before = problems.len();
-    let scopes = raw
-        .scopes
-        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
-    if !scopes.iter().any(|s| s == "openid") {
-        problem(
-            problems,
-            key("scopes"),
-            "lacks `openid`",
-            "add \"openid\" to the list",
-        );
-    }
-    let mut issuer = None;
-    let (client_id, client_secret) = match kind {
-        ProviderKind::Dev => {
-            if environment == Environment::Production {
-                problem(
-                    problems,
-                    key("kind"),
-                    "the dev provider signs in anyone without a password",
-                    "remove it in production, or set server.environment = \"development\"",
-                );
-            }
-            (
-                raw.client_id.unwrap_or_else(|| "oidc-broker-dev".into()),
-                raw.client_secret,
-            )
-        }
-        ProviderKind::Oidc => {
-            match raw.issuer.as_deref().map(Url::parse) {
-                None => problem(
-                    problems,
-                    key("issuer"),
-                    "missing",
-                    "set the issuer URL exactly as the provider's discovery document states it",
-                ),
-                Some(Err(_)) => problem(
-                    problems,
-                    key("issuer"),
-                    "not a URL",
-                    "set the issuer URL, e.g. \"https://idp.example.com\"",
-                ),
-                Some(Ok(u))
-                    if u.scheme() == "https"
-                        || (u.scheme() == "http"
-                            && environment == Environment::Development
-                            && is_loopback_host(&u)) =>
-                {
-                    issuer = Some(u.as_str().to_string()).and(raw.issuer.clone())
-                }
-                Some(Ok(_)) => problem(
-                    problems,
-                    key("issuer"),
-                    "issuers must use https (plain http only for a loopback issuer in development)",
-                    "use the provider's https issuer URL",
-                ),
-            }
-            let client_id = raw.client_id.unwrap_or_default();
-            if client_id.is_empty() {
-                problem(
-                    problems,
-                    key("client_id"),
-                    "missing",
-                    "copy the client id from the provider's application settings",
-                );
-            }
-            if raw.client_secret.as_deref().is_none_or(str::is_empty) {
-                problem(
-                    problems,
-                    key("client_secret"),
-                    "missing",
-                    format!(
-                        "copy it from the provider, or set BROKER_PROVIDERS__{}__CLIENT_SECRET",
-                        id.to_ascii_uppercase()
-                    ),
-                );
-            }
-            (client_id, raw.client_secret)
-        }
-    };
-    let dev_users = match (kind, raw.users) {
-        (ProviderKind::Dev, Some(users)) if users.is_empty() => {
-            problem(
-                problems,
-                key("users"),
-                "empty",
-                "list at least one test user, or remove the key for the defaults",
-            );
-            vec![]
-        }
-        (ProviderKind::Dev, Some(users)) => users,
-        (ProviderKind::Dev, None) => default_dev_users(),
-        (_, Some(_)) => {
-            problem(
-                problems,
-                key("users"),
-                "only a dev provider has test users",
-                "remove the key",
-            );
-            vec![]
-        }
-        (_, None) => vec![],
-    };
-    if problems.len() > before {
-        return None;
-    }
-    Some(ProviderConfig {
-        kind,
-        display_name: raw.display_name.unwrap_or_else(|| match kind {
-            ProviderKind::Dev => "Test users (dev)".into(),
-            ProviderKind::Oidc => id.to_string(),
-        }),
-        issuer,
-        client_id,
-        client_secret,
-        scopes,
-        allow_private_network: raw.allow_private_network.unwrap_or(false),
-        fetch_userinfo: raw.fetch_userinfo.unwrap_or(true),
-        dev_users,
-    })
 }
 
 pub fn is_loopback_host(u: &Url) -> bool {
