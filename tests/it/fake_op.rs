@@ -37,6 +37,22 @@ pub enum SignWith {
 
 pub type Tamper = Arc<dyn Fn(&mut Value, &mut Value) + Send + Sync>;
 
+/// Whose quirks the fake reproduces.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Flavor {
+    /// A plain issuer at the server root.
+    Generic,
+    /// Auth0: the issuer is the domain with a trailing slash; `/oauth/token`, `/.well-known/jwks.json`;
+    /// custom claims are namespaced URLs.
+    Auth0,
+    /// Cognito: the issuer is `…/{user pool id}`; the hosted-UI endpoints live under `/oauth2/`;
+    /// ID tokens carry `token_use`, `cognito:groups`, `cognito:username`; userinfo sends
+    /// `email_verified` as a string.
+    Cognito,
+}
+
+pub const COGNITO_POOL: &str = "us-east-1_TestPool1";
+
 #[derive(Clone)]
 pub struct Behaviour {
     pub iss_param: IssParam,
@@ -67,6 +83,9 @@ struct IssuedCode {
 
 struct Shared {
     issuer: String,
+    flavor: Flavor,
+    base: String,
+    last_authorize: Mutex<HashMap<String, String>>,
     signers: Mutex<Vec<Arc<RsaSigner>>>,
     outsider: RsaSigner,
     codes: Mutex<HashMap<String, IssuedCode>>,
@@ -77,15 +96,73 @@ struct Shared {
 #[derive(Clone)]
 pub struct FakeOp {
     pub issuer: String,
+    /// `http://127.0.0.1:PORT`: the "domain" of Auth0 and Cognito fakes.
+    pub base: String,
     shared: Arc<Shared>,
+}
+
+struct Layout {
+    discovery: String,
+    authorize: String,
+    token: String,
+    jwks: String,
+    userinfo: String,
+}
+
+impl Flavor {
+    fn layout(self) -> Layout {
+        let l = |d: &str, a: &str, t: &str, j: &str, u: &str| Layout {
+            discovery: d.into(),
+            authorize: a.into(),
+            token: t.into(),
+            jwks: j.into(),
+            userinfo: u.into(),
+        };
+        match self {
+            Flavor::Generic => l(
+                "/.well-known/openid-configuration",
+                "/authorize",
+                "/token",
+                "/jwks",
+                "/userinfo",
+            ),
+            Flavor::Auth0 => l(
+                "/.well-known/openid-configuration",
+                "/authorize",
+                "/oauth/token",
+                "/.well-known/jwks.json",
+                "/userinfo",
+            ),
+            Flavor::Cognito => l(
+                &format!("/{COGNITO_POOL}/.well-known/openid-configuration"),
+                "/oauth2/authorize",
+                "/oauth2/token",
+                &format!("/{COGNITO_POOL}/.well-known/jwks.json"),
+                "/oauth2/userInfo",
+            ),
+        }
+    }
 }
 
 impl FakeOp {
     pub async fn start() -> FakeOp {
+        Self::start_flavor(Flavor::Generic).await
+    }
+
+    pub async fn start_flavor(flavor: Flavor) -> FakeOp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let issuer = match flavor {
+            Flavor::Generic => base.clone(),
+            Flavor::Auth0 => format!("{base}/"),
+            Flavor::Cognito => format!("{base}/{COGNITO_POOL}"),
+        };
+        let layout = flavor.layout();
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
+            flavor,
+            base: base.clone(),
+            last_authorize: Mutex::new(HashMap::new()),
             signers: Mutex::new(vec![Arc::new(RsaSigner::generate("key-1").unwrap())]),
             outsider: RsaSigner::generate("key-1").unwrap(),
             codes: Mutex::new(HashMap::new()),
@@ -93,16 +170,25 @@ impl FakeOp {
             token_calls: Mutex::new(0),
         });
         let app = Router::new()
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route("/jwks", get(jwks))
-            .route("/authorize", get(authorize))
-            .route("/token", post(token))
-            .route("/userinfo", get(userinfo))
+            .route(&layout.discovery, get(discovery))
+            .route(&layout.jwks, get(jwks))
+            .route(&layout.authorize, get(authorize))
+            .route(&layout.token, post(token))
+            .route(&layout.userinfo, get(userinfo))
             .with_state(shared.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        FakeOp { issuer, shared }
+        FakeOp {
+            issuer,
+            base,
+            shared,
+        }
+    }
+
+    /// The query of the last authorization request.
+    pub fn last_authorize(&self) -> HashMap<String, String> {
+        self.shared.last_authorize.lock().unwrap().clone()
     }
 
     /// A `[providers.ID]` table for this provider.
@@ -134,14 +220,15 @@ impl FakeOp {
 }
 
 async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
-    let i = &s.issuer;
     let advertise = s.behaviour.lock().unwrap().advertise_iss;
+    let layout = s.flavor.layout();
+    let b = &s.base;
     Json(json!({
-        "issuer": i,
-        "authorization_endpoint": format!("{i}/authorize"),
-        "token_endpoint": format!("{i}/token"),
-        "userinfo_endpoint": format!("{i}/userinfo"),
-        "jwks_uri": format!("{i}/jwks"),
+        "issuer": s.issuer,
+        "authorization_endpoint": format!("{b}{}", layout.authorize),
+        "token_endpoint": format!("{b}{}", layout.token),
+        "userinfo_endpoint": format!("{b}{}", layout.userinfo),
+        "jwks_uri": format!("{b}{}", layout.jwks),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -165,6 +252,7 @@ async fn authorize(
     {
         return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
     }
+    *s.last_authorize.lock().unwrap() = q.clone();
     let code = oidc_broker::crypto::random_token(16);
     let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
     s.codes.lock().unwrap().insert(
@@ -238,6 +326,18 @@ async fn token(
     if let Some(n) = issued.nonce {
         claims["nonce"] = json!(n);
     }
+    match s.flavor {
+        Flavor::Generic => {}
+        Flavor::Auth0 => {
+            claims["https://example.com/roles"] = json!(["admin"]);
+            claims["picture"] = json!("https://cdn.example.com/ada.png");
+        }
+        Flavor::Cognito => {
+            claims["token_use"] = json!("id");
+            claims["cognito:groups"] = json!(["staff"]);
+            claims["cognito:username"] = json!(b.subject);
+        }
+    }
     let signer = s.signers.lock().unwrap()[0].clone();
     let mut header = json!({"alg": "RS256", "typ": "JWT", "kid": signer.kid()});
     if let Some(t) = &b.tamper {
@@ -262,6 +362,13 @@ async fn token(
     Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
 }
 
-async fn userinfo() -> Response {
-    StatusCode::UNAUTHORIZED.into_response()
+/// Only the Cognito flavour serves userinfo, with its string `email_verified`.
+async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let bearer =
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer at-fake");
+    if s.flavor != Flavor::Cognito || !bearer {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let sub = s.behaviour.lock().unwrap().subject.clone();
+    Json(json!({"sub": sub, "email": format!("{sub}@example.test"), "email_verified": "true", "username": sub})).into_response()
 }

@@ -10,6 +10,7 @@ mod peers;
 mod cli;
 mod id_token;
 mod interop_oidc_provider;
+mod kinds;
 mod login;
 mod logout;
 mod session;
