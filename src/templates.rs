@@ -14,6 +14,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/logged_out.html"),
     ),
     ("home.html", include_str!("../templates/home.html")),
+    ("firebase_login.html", include_str!("../templates/firebase_login.html")),
     (
         "dev_login.html",
         include_str!("../templates/dev_login.html"),
@@ -39,5 +40,25 @@ impl Templates {
             .get_template(name)
             .and_then(|t| t.render(ctx))
             .map_err(|e| format!("template {name}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_renders() {
+        let t = Templates::load().unwrap();
+        for (name, _) in TEMPLATES {
+            if *name == "base.html" {
+                continue;
+            }
+            t.render(name, minijinja::context! { error => Some("x"), providers => Vec::<u8>::new(), federated => Vec::<u8>::new(), users => Vec::<u8>::new(), hidden => Vec::<u8>::new() })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let f = vec![minijinja::context! { name => "google.com".to_string(), url => "http://x".to_string() }];
+        t.render("firebase_login.html", minijinja::context! { provider => "fb".to_string(), action => "http://a".to_string(), return_to => "/", federated => f, error => None::<&str> })
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fake_firebase;
 mod fake_op;
 mod helpers;
 mod peers;
 
 mod cli;
+mod firebase;
 mod id_token;
 mod interop_oidc_provider;
 mod kinds;
