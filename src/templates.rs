@@ -14,7 +14,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/logged_out.html"),
     ),
     ("home.html", include_str!("../templates/home.html")),
-    ("firebase_login.html", include_str!("../templates/firebase_login.html")),
+    (
+        "firebase_login.html",
+        include_str!("../templates/firebase_login.html"),
+    ),
     (
         "dev_login.html",
         include_str!("../templates/dev_login.html"),
@@ -57,7 +60,9 @@ mod tests {
             t.render(name, minijinja::context! { error => Some("x"), providers => Vec::<u8>::new(), federated => Vec::<u8>::new(), users => Vec::<u8>::new(), hidden => Vec::<u8>::new() })
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let f = vec![minijinja::context! { name => "google.com".to_string(), url => "http://x".to_string() }];
+        let f = vec![
+            minijinja::context! { name => "google.com".to_string(), url => "http://x".to_string() },
+        ];
         t.render("firebase_login.html", minijinja::context! { provider => "fb".to_string(), action => "http://a".to_string(), return_to => "/", federated => f, error => None::<&str> })
             .unwrap_or_else(|e| panic!("{e}"));
     }

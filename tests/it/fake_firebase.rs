@@ -98,7 +98,12 @@ fn signed_in(s: &Shared, sub: &str, provider: &str) -> Response {
     .into_response()
 }
 
-async fn toolkit(State(s): State<Arc<Shared>>, axum::extract::Path(method): axum::extract::Path<String>, Query(q): Query<HashMap<String, String>>, Json(body): Json<Value>) -> Response {
+async fn toolkit(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Path(method): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
     if q.get("key").map(String::as_str) != Some(API_KEY) {
         return error("API key not valid. Please pass a valid API key.");
     }
@@ -114,19 +119,37 @@ async fn toolkit(State(s): State<Arc<Shared>>, axum::extract::Path(method): axum
             let state = oidc_broker::crypto::random_token(24);
             let session_id = oidc_broker::crypto::random_token(12);
             let cont = body["continueUri"].as_str().unwrap_or_default().to_string();
-            s.pending.lock().unwrap().insert(state.clone(), (cont.clone(), session_id.clone()));
-            let auth_uri = format!("{}/idp/authorize?state={state}&redirect_uri={}", s.base, url::form_urlencoded::byte_serialize(cont.as_bytes()).collect::<String>());
+            s.pending
+                .lock()
+                .unwrap()
+                .insert(state.clone(), (cont.clone(), session_id.clone()));
+            let auth_uri = format!(
+                "{}/idp/authorize?state={state}&redirect_uri={}",
+                s.base,
+                url::form_urlencoded::byte_serialize(cont.as_bytes()).collect::<String>()
+            );
             Json(json!({"kind": "identitytoolkit#CreateAuthUriResponse", "authUri": auth_uri, "providerId": body["providerId"], "sessionId": session_id})).into_response()
         }
         "accounts:signInWithIdp" => {
             let request_uri = body["requestUri"].as_str().unwrap_or_default();
-            let Ok(u) = url::Url::parse(request_uri) else { return error("INVALID_REQUEST_URI") };
-            let param = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
-            let Some((cont, session_id)) = param("state").and_then(|st| s.pending.lock().unwrap().remove(&st)) else {
+            let Ok(u) = url::Url::parse(request_uri) else {
+                return error("INVALID_REQUEST_URI");
+            };
+            let param = |k: &str| {
+                u.query_pairs()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.into_owned())
+            };
+            let Some((cont, session_id)) =
+                param("state").and_then(|st| s.pending.lock().unwrap().remove(&st))
+            else {
                 return error("INVALID_IDP_RESPONSE");
             };
             let same_endpoint = request_uri.starts_with(&cont);
-            if !same_endpoint || body["sessionId"].as_str() != Some(&session_id) || param("code").as_deref() != Some("idp-code") {
+            if !same_endpoint
+                || body["sessionId"].as_str() != Some(&session_id)
+                || param("code").as_deref() != Some("idp-code")
+            {
                 return error("INVALID_IDP_RESPONSE");
             }
             signed_in(&s, "grace", "google.com")
@@ -140,11 +163,20 @@ async fn idp_authorize(Query(q): Query<HashMap<String, String>>) -> Response {
     Redirect::to(&target).into_response()
 }
 
-async fn securetoken(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>, Form(f): Form<HashMap<String, String>>) -> Response {
-    if q.get("key").map(String::as_str) != Some(API_KEY) || f.get("grant_type").map(String::as_str) != Some("refresh_token") {
+async fn securetoken(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    if q.get("key").map(String::as_str) != Some(API_KEY)
+        || f.get("grant_type").map(String::as_str) != Some("refresh_token")
+    {
         return error("INVALID_GRANT_TYPE");
     }
-    let Some(sub) = f.get("refresh_token").and_then(|r| r.strip_prefix("refresh-")) else {
+    let Some(sub) = f
+        .get("refresh_token")
+        .and_then(|r| r.strip_prefix("refresh-"))
+    else {
         return error("INVALID_REFRESH_TOKEN");
     };
     let token = s.signer.sign(&claims(sub, "password")).unwrap();
@@ -156,5 +188,12 @@ async fn securetoken(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<Strin
 
 async fn keys(State(s): State<Arc<Shared>>) -> Response {
     *s.key_fetches.lock().unwrap() += 1;
-    ([(header::CACHE_CONTROL, "public, max-age=3600, must-revalidate, no-transform")], Json(json!({"keys": [s.signer.jwk()]}))).into_response()
+    (
+        [(
+            header::CACHE_CONTROL,
+            "public, max-age=3600, must-revalidate, no-transform",
+        )],
+        Json(json!({"keys": [s.signer.jwk()]})),
+    )
+        .into_response()
 }

@@ -38,25 +38,49 @@ async fn password_form_signs_in_through_identity_toolkit() {
     assert_eq!(form.action, app.url("/auth/firebase/fb/password"));
     form.set("email", "ada@example.test");
     form.set("password", "right-password");
-    let res = app.browser.post(&form.action).header("origin", app.base.clone()).form(&form.fields).send().await.unwrap();
+    let res = app
+        .browser
+        .post(&form.action)
+        .header("origin", app.base.clone())
+        .form(&form.fields)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     assert_eq!(location(res.headers()), app.url("/done"));
     let me = json(app.me().await).await;
     assert_eq!(me["user"]["provider_kind"], "firebase");
     assert_eq!(me["user"]["subject"], "ada");
     assert_eq!(me["user"]["email"], "ada@example.test");
-    assert_eq!(me["user"]["claims"]["firebase"]["sign_in_provider"], "password");
+    assert_eq!(
+        me["user"]["claims"]["firebase"]["sign_in_provider"],
+        "password"
+    );
 }
 
 #[tokio::test]
 async fn wrong_password_shows_the_form_again_and_signs_nobody_in() {
     let fake = FakeFirebase::start().await;
     let app = spawn(Spawn::providers(fake.provider_toml("fb"))).await;
-    let form = [("email", "ada@example.test"), ("password", "wrong"), ("return_to", "/")];
-    let res = app.browser.post(app.url("/auth/firebase/fb/password")).header("origin", app.base.clone()).form(&form).send().await.unwrap();
+    let form = [
+        ("email", "ada@example.test"),
+        ("password", "wrong"),
+        ("return_to", "/"),
+    ];
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/password"))
+        .header("origin", app.base.clone())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     let page = res.text().await.unwrap();
-    assert!(page.contains("The email or password is not right."), "{page}");
+    assert!(
+        page.contains("The email or password is not right."),
+        "{page}"
+    );
     assert!(!page.contains("wrong"), "the password is never echoed");
     assert_eq!(app.me().await.status(), 401);
 }
@@ -65,8 +89,18 @@ async fn wrong_password_shows_the_form_again_and_signs_nobody_in() {
 async fn password_post_from_another_site_is_refused() {
     let fake = FakeFirebase::start().await;
     let app = spawn(Spawn::providers(fake.provider_toml("fb"))).await;
-    let form = [("email", "ada@example.test"), ("password", "right-password")];
-    let res = app.browser.post(app.url("/auth/firebase/fb/password")).header("origin", "https://evil.example").form(&form).send().await.unwrap();
+    let form = [
+        ("email", "ada@example.test"),
+        ("password", "right-password"),
+    ];
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/password"))
+        .header("origin", "https://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     assert_eq!(app.me().await.status(), 401);
 }
@@ -75,17 +109,28 @@ async fn password_post_from_another_site_is_refused() {
 async fn federated_sign_in_goes_through_create_auth_uri_and_sign_in_with_idp() {
     let fake = FakeFirebase::start().await;
     let app = spawn(Spawn::providers(fake.provider_toml("fb"))).await;
-    let idp = app.start_login("provider=fb&idp=google.com&return_to=/x").await;
-    assert!(idp.starts_with(&format!("{}/idp/authorize", fake.base)), "{idp}");
+    let idp = app
+        .start_login("provider=fb&idp=google.com&return_to=/x")
+        .await;
+    assert!(
+        idp.starts_with(&format!("{}/idp/authorize", fake.base)),
+        "{idp}"
+    );
     let callback = provider_redirect(&idp).await;
     assert!(callback.starts_with(&app.url("/auth/callback/fb")));
     let res = app.browser.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let me = json(app.me().await).await;
     assert_eq!(me["user"]["subject"], "grace");
-    assert_eq!(me["user"]["claims"]["firebase"]["sign_in_provider"], "google.com");
+    assert_eq!(
+        me["user"]["claims"]["firebase"]["sign_in_provider"],
+        "google.com"
+    );
     // Replaying the provider's answer finds no transaction.
-    assert_eq!(json(app.browser.get(&callback).send().await.unwrap()).await["error"], "invalid_state");
+    assert_eq!(
+        json(app.browser.get(&callback).send().await.unwrap()).await["error"],
+        "invalid_state"
+    );
 }
 
 #[tokio::test]
@@ -105,8 +150,15 @@ async fn handoff_of_a_fresh_signed_token_starts_a_session_and_keys_are_cached() 
     let body = json(res).await;
     assert_eq!(body["user"]["subject"], "ada");
     assert_eq!(app.me().await.status(), 200);
-    assert_eq!(handoff(&app, &fake.id_token("ada", |_| {})).await.status(), 200);
-    assert_eq!(fake.key_fetches(), 1, "keys are cached as Cache-Control allows");
+    assert_eq!(
+        handoff(&app, &fake.id_token("ada", |_| {})).await.status(),
+        200
+    );
+    assert_eq!(
+        fake.key_fetches(),
+        1,
+        "keys are cached as Cache-Control allows"
+    );
 }
 
 #[tokio::test]
@@ -126,13 +178,36 @@ async fn handoff_refuses_every_bad_token() {
     let cases = [
         ("unsigned outside the emulator", unsigned),
         ("forged signature", fake.forged_token("ada")),
-        ("another project's audience", fake.id_token("ada", |c| c["aud"] = json!("other-project"))),
-        ("another project's issuer", fake.id_token("ada", |c| c["iss"] = json!("https://securetoken.google.com/other-project"))),
-        ("expired", fake.id_token("ada", |c| c["exp"] = json!(now - 600))),
-        ("issued in the future", fake.id_token("ada", |c| c["iat"] = json!(now + 3600))),
-        ("sign-in older than five minutes", fake.id_token("ada", |c| c["auth_time"] = json!(now - 600))),
-        ("empty subject", fake.id_token("ada", |c| c["sub"] = json!(""))),
-        ("subject over 128 characters", fake.id_token("ada", |c| c["sub"] = json!("x".repeat(129)))),
+        (
+            "another project's audience",
+            fake.id_token("ada", |c| c["aud"] = json!("other-project")),
+        ),
+        (
+            "another project's issuer",
+            fake.id_token("ada", |c| {
+                c["iss"] = json!("https://securetoken.google.com/other-project")
+            }),
+        ),
+        (
+            "expired",
+            fake.id_token("ada", |c| c["exp"] = json!(now - 600)),
+        ),
+        (
+            "issued in the future",
+            fake.id_token("ada", |c| c["iat"] = json!(now + 3600)),
+        ),
+        (
+            "sign-in older than five minutes",
+            fake.id_token("ada", |c| c["auth_time"] = json!(now - 600)),
+        ),
+        (
+            "empty subject",
+            fake.id_token("ada", |c| c["sub"] = json!("")),
+        ),
+        (
+            "subject over 128 characters",
+            fake.id_token("ada", |c| c["sub"] = json!("x".repeat(129))),
+        ),
         ("not a JWT", "garbage".to_string()),
     ];
     for (what, token) in cases {
@@ -140,7 +215,11 @@ async fn handoff_refuses_every_bad_token() {
         assert_eq!(res.status(), 502, "{what}");
         assert_eq!(json(res).await["error"], "invalid_id_token", "{what}");
     }
-    assert_eq!(app.me().await.status(), 401, "no refused token made a session");
+    assert_eq!(
+        app.me().await.status(),
+        401,
+        "no refused token made a session"
+    );
 }
 
 #[tokio::test]
@@ -148,11 +227,31 @@ async fn handoff_from_another_site_is_refused() {
     let fake = FakeFirebase::start().await;
     let app = app_without_emulator(&fake).await;
     let token = fake.id_token("ada", |_| {});
-    let res = app.browser.post(app.url("/auth/firebase/fb/session")).header("origin", "https://evil.example").json(&json!({"id_token": token})).send().await.unwrap();
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/session"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"id_token": token}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    let res = app.browser.post(app.url("/auth/firebase/fb/session")).json(&json!({"id_token": token})).send().await.unwrap();
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/session"))
+        .json(&json!({"id_token": token}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403, "no Origin and no X-CSRF");
-    let res = app.browser.post(app.url("/auth/firebase/fb/session")).header("x-csrf", "1").body("not json").send().await.unwrap();
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/session"))
+        .header("x-csrf", "1")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
 }
 
@@ -162,15 +261,26 @@ async fn securetoken_refresh_reads_string_expires_in() {
     let config = oidc_broker::config::from_toml_str(&fake.provider_toml("fb"), Vec::new()).unwrap();
     let settings = config.providers["fb"].firebase.clone().unwrap();
     let http = oidc_broker::http_client::HttpClient::new(
-        oidc_broker::http_client::AddressPolicy { allow_loopback: true, ..Default::default() },
+        oidc_broker::http_client::AddressPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        },
         std::time::Duration::from_secs(5),
     )
     .unwrap();
-    let client = oidc_broker::providers::FirebaseClient::new("fb", &settings, http, std::sync::Arc::new(oidc_broker::clock::SystemClock));
+    let client = oidc_broker::providers::FirebaseClient::new(
+        "fb",
+        &settings,
+        http,
+        std::sync::Arc::new(oidc_broker::clock::SystemClock),
+    );
     let tokens = client.refresh("refresh-ada").await.unwrap();
     assert_eq!(tokens.expires_in, Some(3600));
     assert_eq!(tokens.refresh_token.as_deref(), Some("refresh-ada"));
-    let claims = client.verify_id_token(tokens.id_token.as_deref().unwrap(), None).await.unwrap();
+    let claims = client
+        .verify_id_token(tokens.id_token.as_deref().unwrap(), None)
+        .await
+        .unwrap();
     assert_eq!(claims["sub"], "ada");
     let err = client.refresh("bogus").await.unwrap_err();
     assert_eq!(err.code, "invalid_grant");

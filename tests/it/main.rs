@@ -11,6 +11,7 @@ mod peers;
 mod cli;
 mod firebase;
 mod id_token;
+mod interop_firebase;
 mod interop_oidc_provider;
 mod kinds;
 mod login;

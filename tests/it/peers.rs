@@ -60,3 +60,73 @@ pub async fn start_node(script: &str, env: &[(&str, String)]) -> NodePeer {
     let _ = ready;
     NodePeer { _child: child }
 }
+
+/// The Firebase Auth emulator (`firebase emulators:start --only auth`), offline, UI off, on free
+/// ports, in a scratch folder; stopped (its whole process group) on drop.
+pub struct FirebaseEmulator {
+    pub host: String,
+    pub project: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for FirebaseEmulator {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+pub async fn start_firebase_emulator() -> FirebaseEmulator {
+    let bin = peers_dir().join("node_modules/.bin/firebase");
+    assert!(
+        bin.exists(),
+        "firebase-tools is not installed: run `npm ci --prefix tests/peers` (the README's test command does it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (port, hub, logging) = (free_port(), free_port(), free_port());
+    let config = serde_json::json!({"emulators": {
+        "auth": {"host": "127.0.0.1", "port": port},
+        "hub": {"host": "127.0.0.1", "port": hub},
+        "logging": {"host": "127.0.0.1", "port": logging},
+        "ui": {"enabled": false},
+    }});
+    std::fs::write(dir.path().join("firebase.json"), config.to_string()).unwrap();
+    let project = "demo-broker".to_string();
+    let child = Command::new(&bin)
+        .args(["emulators:start", "--only", "auth", "--project", &project])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the Firebase emulator ({e}): install Node.js 20+ and run `npm ci --prefix tests/peers`"));
+    let host = format!("127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = client.get(format!("http://{host}/")).send().await;
+        if let Ok(r) = ready
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Firebase Auth emulator did not answer on {host} within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    FirebaseEmulator {
+        host,
+        project,
+        child,
+        _dir: dir,
+    }
+}
