@@ -557,6 +557,22 @@ pub(super) fn validate(
                     );
                 }
             }
+            if let Some(u) = &raw.keys_url {
+                let ok = Url::parse(u).is_ok_and(|u| {
+                    u.scheme() == "https"
+                        || (u.scheme() == "http"
+                            && environment == Environment::Development
+                            && is_loopback_host(&u))
+                });
+                if !ok {
+                    problem(
+                        problems,
+                        key("keys_url"),
+                        "must be an https URL (plain http only on loopback in development)",
+                        "remove it to use Google's securetoken key set",
+                    );
+                }
+            }
             issuer = Some(format!("https://securetoken.google.com/{project_id}"));
             client_id = project_id.clone();
             client_secret = None;

@@ -181,3 +181,86 @@ fn derived_issuers_follow_each_providers_documentation() {
         Some("https://securetoken.google.com/my-proj")
     );
 }
+
+#[tokio::test]
+async fn the_same_person_through_every_kind_has_the_same_user_shape() {
+    use crate::fake_firebase::FakeFirebase;
+    let generic = FakeOp::start().await;
+    let auth0 = FakeOp::start_flavor(Flavor::Auth0).await;
+    let cognito = FakeOp::start_flavor(Flavor::Cognito).await;
+    for f in [&generic, &auth0, &cognito] {
+        f.behave(|b| b.subject = "ada".into());
+    }
+    let firebase = FakeFirebase::start().await;
+    let toml = format!(
+        "{}{}{}{}[providers.dev]\nkind = \"dev\"\nusers = [{{ sub = \"ada\", email = \"ada@example.test\", name = \"Test User\" }}]\n",
+        generic.provider_toml("corp"),
+        auth0_toml(&auth0, "a0", ""),
+        cognito_toml(&cognito, "cog", ""),
+        firebase.provider_toml("fb"),
+    );
+    let app = spawn(Spawn::providers(toml)).await;
+
+    let mut users = Vec::new();
+    for id in ["corp", "a0", "cog"] {
+        assert_eq!(
+            fake_login(&app, &format!("provider={id}")).await.status(),
+            303,
+            "{id}"
+        );
+        users.push(json(app.me().await).await["user"].clone());
+    }
+    assert_eq!(app.dev_login("ada").await.status(), 303);
+    users.push(json(app.me().await).await["user"].clone());
+    let form = [
+        ("email", "ada@example.test"),
+        ("password", "right-password"),
+    ];
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/password"))
+        .header("origin", app.base.clone())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    users.push(json(app.me().await).await["user"].clone());
+
+    let keys = |u: &serde_json::Value| {
+        let mut k: Vec<String> = u.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let expected = [
+        "claims",
+        "email",
+        "email_verified",
+        "family_name",
+        "given_name",
+        "groups",
+        "id",
+        "locale",
+        "name",
+        "picture",
+        "provider",
+        "provider_kind",
+        "roles",
+        "subject",
+    ];
+    let kinds: Vec<_> = users
+        .iter()
+        .map(|u| u["provider_kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["oidc", "auth0", "cognito", "dev", "firebase"]);
+    for u in &users {
+        assert_eq!(keys(u), expected, "{u}");
+        assert_eq!(u["email"], "ada@example.test", "{u}");
+        assert_eq!(u["email_verified"], true, "{u}");
+        assert_eq!(u["name"], "Test User", "{u}");
+        assert!(
+            u["groups"].is_array() && u["roles"].is_array() && u["claims"].is_object(),
+            "{u}"
+        );
+    }
+}
