@@ -18,6 +18,7 @@ pub mod routes;
 pub mod session;
 pub mod store;
 pub mod templates;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ use crate::session::CookiePolicy;
 use crate::store::Store;
 use crate::store::sessions::SqliteSessions;
 use crate::templates::Templates;
+use crate::tokens::TokenVault;
+use crate::tokens::seal::KeyRing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -53,6 +56,8 @@ pub enum StartupError {
     Http(String),
     #[error("cannot start the dev provider: {0}")]
     Dev(String),
+    #[error("the [keys] key ring is unusable: {0}")]
+    Keys(String),
 }
 
 pub struct App {
@@ -105,6 +110,23 @@ impl App {
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_path("/");
+        let ring = match &config.keys {
+            Some(k) => KeyRing::new(&k.current, &k.ring).map_err(StartupError::Keys)?,
+            None => {
+                // Config validation allows this only in development.
+                tracing::warn!(
+                    "no [keys]: sealing provider tokens with a key that lasts until this process stops; see `oidc-broker keys generate`"
+                );
+                let key =
+                    tokens::seal::generate_key().map_err(|e| StartupError::Keys(e.to_string()))?;
+                KeyRing::new(
+                    "ephemeral",
+                    &[("ephemeral".to_string(), key)].into_iter().collect(),
+                )
+                .map_err(StartupError::Keys)?
+            }
+        };
+        let vault = TokenVault::new(ring);
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -112,6 +134,7 @@ impl App {
             templates,
             clock,
             cookies,
+            vault,
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
@@ -164,6 +187,10 @@ impl App {
                 if let Err(e) = sessions.delete_expired().await {
                     tracing::warn!(error = %e, "sweeping expired sessions failed");
                 }
+                if let Err(e) = state.store.sweep_expired_index(state.clock.now()).await {
+                    tracing::warn!(error = %e, "sweeping the session index failed");
+                }
+                routes::logout::retry_revocations(&state).await;
             }
         });
         let result = axum::serve(listener, self.router)

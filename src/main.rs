@@ -36,6 +36,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Keys that seal provider tokens at rest.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random 256-bit key and how to configure it.
+    Generate {
+        /// The key's id in the ring.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +68,24 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprint!("{}: {e}", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Keys {
+            command: KeysCommand::Generate { id },
+        } => match oidc_broker::tokens::seal::generate_key() {
+            Ok(key) => {
+                println!(
+                    "# A new key for sealing provider tokens. Keep it secret; pass it by environment:"
+                );
+                println!("BROKER_KEYS__RING__{}={key}", id.to_ascii_uppercase());
+                println!("# and name it as the current key in the configuration:");
+                println!("#   [keys]");
+                println!("#   current = \"{id}\"");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot generate a key: {e}");
                 ExitCode::FAILURE
             }
         },

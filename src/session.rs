@@ -26,6 +26,10 @@ pub struct SessionRecord {
     pub created_at: i64,
     pub absolute_expires_at: i64,
     pub last_seen_at: i64,
+    /// When the provider access token is due for a refresh (expiry minus the margin); none when
+    /// there is nothing to refresh.
+    #[serde(default)]
+    pub refresh_at: Option<i64>,
 }
 
 impl SessionRecord {
@@ -170,13 +174,14 @@ pub async fn start(
         created_at: now_ts,
         absolute_expires_at: now_ts + secs(policy.absolute_lifetime),
         last_seen_at: now_ts,
+        refresh_at: None,
     };
     put(session, &record).await?;
     session.set_expiry(Some(record.store_expiry(policy)));
     Ok(record)
 }
 
-async fn put(session: &Session, record: &SessionRecord) -> AppResult<()> {
+pub async fn put(session: &Session, record: &SessionRecord) -> AppResult<()> {
     let text = serde_json::to_string(record).map_err(crate::error::AppError::internal)?;
     session.insert(RECORD_KEY, text).await?;
     Ok(())

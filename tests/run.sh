@@ -8,7 +8,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "The interop tests need Node.js 20+ and npm: apt-get install nodejs npm" >&2
   exit 1
 fi
-npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error
+# --ignore-scripts: no package needs its install scripts here (the auth emulator runs without
+# re2's native build), and they would try to download prebuilt binaries.
+npm ci --prefix tests/peers --ignore-scripts --no-audit --no-fund --loglevel=error
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

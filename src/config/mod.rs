@@ -59,6 +59,34 @@ pub struct Config {
     pub session: SessionConfig,
     pub store: StoreConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The key ring that seals provider tokens; `None` only in development (an ephemeral key is
+    /// made at start).
+    pub keys: Option<KeysConfig>,
+}
+
+/// `[keys]`: `current` seals; every key in `ring` opens. Values are base64url 32-byte keys, or
+/// `file:PATH` to read one from a file.
+#[derive(Clone)]
+pub struct KeysConfig {
+    pub current: String,
+    pub ring: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KeysConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeysConfig")
+            .field("current", &self.current)
+            .field("key_ids", &self.ring.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    current: Option<String>,
+    #[serde(default)]
+    ring: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +96,8 @@ pub struct ServerConfig {
     /// Exact origins (`scheme://host[:port]`, no path) that `return_to` may point to.
     pub allowed_origins: Vec<String>,
     pub environment: Environment,
+    /// Where `/auth/logged-out` sends the browser after a logout (on an allowed origin).
+    pub post_logout_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -92,6 +122,19 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     pub absolute_lifetime: Duration,
     pub login_timeout: Duration,
+    /// Refresh the provider access token when it expires within this margin.
+    pub refresh_margin: Duration,
+    pub on_refresh_failure: RefreshFailurePolicy,
+}
+
+/// What a refresh that fails for a passing reason (timeout, 5xx) does to the local session. A
+/// definitive `invalid_grant` always ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshFailurePolicy {
+    /// End the local session at once.
+    End,
+    /// Keep it, retrying with backoff, until the provider access token has actually expired.
+    KeepUntilExpiry,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +152,7 @@ struct RawServer {
     #[serde(default)]
     allowed_origins: Vec<String>,
     environment: Option<String>,
+    post_logout_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +161,8 @@ struct RawSession {
     idle_timeout: Option<String>,
     absolute_lifetime: Option<String>,
     login_timeout: Option<String>,
+    refresh_margin: Option<String>,
+    on_refresh_failure: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,7 +171,7 @@ struct RawStore {
     url: Option<String>,
 }
 
-const SECTIONS: &[&str] = &["server", "session", "store", "providers"];
+const SECTIONS: &[&str] = &["server", "session", "store", "providers", "keys"];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
 pub fn load(
@@ -276,6 +322,9 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let server: RawServer = section(&mut table, "server", &mut problems);
     let session: RawSession = section(&mut table, "session", &mut problems);
     let store: RawStore = section(&mut table, "store", &mut problems);
+    let raw_keys: Option<RawKeys> = table
+        .contains_key("keys")
+        .then(|| section(&mut table, "keys", &mut problems));
     let raw_providers = table.remove("providers");
     for key in table.keys() {
         problem(
@@ -404,6 +453,29 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         &session.login_timeout,
         Duration::from_secs(10 * 60),
     );
+    let refresh_margin = duration(
+        &mut problems,
+        "session.refresh_margin",
+        &session.refresh_margin,
+        Duration::from_secs(60),
+    );
+    let on_refresh_failure = match session
+        .on_refresh_failure
+        .as_deref()
+        .unwrap_or("keep_until_expiry")
+    {
+        "end" => RefreshFailurePolicy::End,
+        "keep_until_expiry" => RefreshFailurePolicy::KeepUntilExpiry,
+        other => {
+            problem(
+                &mut problems,
+                "session.on_refresh_failure",
+                format!("`{other}` is not a policy"),
+                "use \"end\" or \"keep_until_expiry\"",
+            );
+            RefreshFailurePolicy::KeepUntilExpiry
+        }
+    };
     if idle_timeout > absolute_lifetime {
         problem(
             &mut problems,
@@ -477,20 +549,46 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         );
     }
 
+    let post_logout_url = server
+        .post_logout_url
+        .as_deref()
+        .and_then(|u| match Url::parse(u) {
+            Ok(url)
+                if url.origin().ascii_serialization()
+                    == public_url.origin().ascii_serialization()
+                    || allowed_origins.contains(&url.origin().ascii_serialization()) =>
+            {
+                Some(url.to_string())
+            }
+            _ => {
+                problem(
+                    &mut problems,
+                    "server.post_logout_url",
+                    format!("`{u}` is not on the broker's origin or an allowed origin"),
+                    "use a page of your app whose origin is in server.allowed_origins",
+                );
+                None
+            }
+        });
+    let keys = validate_keys(raw_keys, environment, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
     Ok(Config {
+        keys,
         server: ServerConfig {
             listen,
             public_url,
             allowed_origins,
             environment,
+            post_logout_url,
         },
         session: SessionConfig {
             idle_timeout,
             absolute_lifetime,
             login_timeout,
+            refresh_margin,
+            on_refresh_failure,
         },
         store: StoreConfig { url: store_url },
         providers,
@@ -509,6 +607,63 @@ pub fn is_loopback_host(u: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+fn validate_keys(
+    raw: Option<RawKeys>,
+    environment: Environment,
+    problems: &mut Vec<Problem>,
+) -> Option<KeysConfig> {
+    let Some(raw) = raw else {
+        if environment == Environment::Production {
+            problem(
+                problems,
+                "keys",
+                "missing: provider tokens are sealed at rest and production needs a lasting key",
+                "run `oidc-broker keys generate` and add its [keys] lines (or BROKER_KEYS__CURRENT / BROKER_KEYS__RING__<ID>)",
+            );
+        }
+        return None;
+    };
+    let mut ring = BTreeMap::new();
+    for (id, value) in raw.ring {
+        let value = match value.strip_prefix("file:") {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(v) => v.trim().to_string(),
+                Err(e) => {
+                    problem(
+                        problems,
+                        format!("keys.ring.{id}"),
+                        format!("cannot read {path}: {e}"),
+                        "point file: at a readable file holding one key",
+                    );
+                    continue;
+                }
+            },
+            None => value,
+        };
+        ring.insert(id, value);
+    }
+    let Some(current) = raw.current else {
+        problem(
+            problems,
+            "keys.current",
+            "missing",
+            "name the key that seals, e.g. current = \"k1\"",
+        );
+        return None;
+    };
+    // Building the ring checks every key (length, encoding) without keeping it.
+    if let Err(e) = crate::tokens::seal::KeyRing::new(&current, &ring) {
+        problem(
+            problems,
+            "keys",
+            e,
+            "generate keys with `oidc-broker keys generate`",
+        );
+        return None;
+    }
+    Some(KeysConfig { current, ring })
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or a sum such as `1h30m`.

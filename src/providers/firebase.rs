@@ -365,7 +365,8 @@ impl FirebaseClient {
         let may_fetch = cache
             .last_fetch
             .is_none_or(|t| t.elapsed() >= MIN_KEY_REFRESH);
-        if (stale || unknown) && (stale || may_fetch) {
+        // A stale set is always fetched again; an unknown kid only at the throttled rate.
+        if stale || (unknown && may_fetch) {
             let url = Url::parse(&self.keys_url).map_err(AppError::internal)?;
             let resp = self
                 .http

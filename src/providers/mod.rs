@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use firebase::FirebaseClient;
-pub use oidc::{Discovered, OidcClient, ProviderTokens};
+pub use oidc::{Discovered, OidcClient, ProviderTokens, RevokeError};
 
 use crate::clock::SharedClock;
 use crate::config::{ClaimMapping, Config, ProviderKind};
@@ -30,7 +30,25 @@ pub enum Flow {
     Firebase(FirebaseClient),
 }
 
+/// A failed refresh: `definitive` (the grant is gone, e.g. `invalid_grant`) or passing.
+#[derive(Debug)]
+pub struct RefreshError {
+    pub definitive: bool,
+    pub reason: String,
+}
+
 impl Provider {
+    /// Refreshes the provider tokens: the OAuth refresh grant, or Firebase's securetoken.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, RefreshError> {
+        match &self.flow {
+            Flow::Oidc(c) => c.refresh(refresh_token).await,
+            Flow::Firebase(f) => f.refresh(refresh_token).await.map_err(|e| RefreshError {
+                definitive: e.code == "invalid_grant",
+                reason: e.cause.unwrap_or(e.message),
+            }),
+        }
+    }
+
     /// For readiness: discovery succeeded (OIDC kinds), or the emulator answers (Firebase).
     pub async fn ready(&self) -> bool {
         match &self.flow {

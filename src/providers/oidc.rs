@@ -68,6 +68,13 @@ impl AdditionalClaims for RawClaims {}
 type BrokerIdToken =
     IdToken<RawClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
+#[derive(Debug)]
+pub struct RevokeError {
+    /// A timeout or 5xx: worth retrying later.
+    pub transient: bool,
+    pub reason: String,
+}
+
 pub struct Discovered {
     pub metadata: Metadata,
     pub fetched_at: Instant,
@@ -129,6 +136,8 @@ pub struct OidcClient {
     client_id: String,
     auth_params: Vec<(String, String)>,
     organization: Option<String>,
+    /// Auth0 and Cognito: `https://{domain}`, where their logout and revocation endpoints live.
+    domain_base: Option<String>,
     client_secret: Option<String>,
     scopes: Vec<String>,
     fetch_userinfo: bool,
@@ -161,6 +170,7 @@ impl OidcClient {
             issuer,
             auth_params: pc.auth_params.clone(),
             organization: pc.organization.clone(),
+            domain_base: pc.domain_base.clone(),
             redirect_uri: config.server.url(&format!("/auth/callback/{id}")),
             client_id: pc.client_id.clone(),
             client_secret: pc.client_secret.clone().or(dev_secret),
@@ -210,7 +220,7 @@ impl OidcClient {
 
     /// Re-discovers after an unknown signing key, at most once per [`REDISCOVERY_INTERVAL`].
     /// Returns `None` when the interval has not passed.
-    async fn rediscover_for_unknown_key(
+    pub(crate) async fn rediscover_for_unknown_key(
         &self,
         seen: &Arc<Discovered>,
     ) -> Result<Option<Arc<Discovered>>, AppError> {
@@ -485,6 +495,272 @@ impl OidcClient {
         }
     }
 
+    /// Verifies an OpenID Connect Back-Channel Logout token (§2.6): signed by the provider's keys
+    /// (re-fetched once on an unknown `kid`) with an asymmetric algorithm, explicitly typed when
+    /// `typ` is present, `iss` exact, `aud` this client, `iat` within the window, a `jti`, the
+    /// back-channel `events` member, `sid` or `sub`, and no `nonce`. Replay (`jti`) is the caller's.
+    pub async fn verify_logout_token(&self, raw: &str) -> Result<Map<String, Value>, String> {
+        use jsonwebtoken::Algorithm as A;
+        let header = jsonwebtoken::decode_header(raw)
+            .map_err(|_| "the logout token is not a signed JWT".to_string())?;
+        if let Some(typ) = header.typ.as_deref()
+            && !typ.eq_ignore_ascii_case("logout+jwt")
+            && !typ.eq_ignore_ascii_case("application/logout+jwt")
+        {
+            return Err(format!("typ `{typ}` is not logout+jwt"));
+        }
+        let asymmetric = [
+            A::RS256,
+            A::RS384,
+            A::RS512,
+            A::PS256,
+            A::PS384,
+            A::PS512,
+            A::ES256,
+            A::ES384,
+            A::EdDSA,
+        ];
+        if !asymmetric.contains(&header.alg) {
+            return Err("the logout token is not signed with an asymmetric algorithm".into());
+        }
+        let mut d = self.metadata().await.map_err(|e| e.message)?;
+        let key =
+            loop {
+                let jwks: jsonwebtoken::jwk::JwkSet = serde_json::to_value(d.metadata.jwks())
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .ok_or_else(|| "the provider's keys are unreadable".to_string())?;
+                let found = match &header.kid {
+                    Some(kid) => jwks.find(kid).cloned(),
+                    None if jwks.keys.len() == 1 => jwks.keys.first().cloned(),
+                    None => None,
+                };
+                match found {
+                    Some(k) => break k,
+                    None => match self
+                        .rediscover_for_unknown_key(&d)
+                        .await
+                        .map_err(|e| e.message)?
+                    {
+                        Some(fresh) if !Arc::ptr_eq(&fresh, &d) => d = fresh,
+                        _ => return Err(
+                            "the logout token is signed with a key the provider does not publish"
+                                .into(),
+                        ),
+                    },
+                }
+            };
+        let key = jsonwebtoken::DecodingKey::from_jwk(&key)
+            .map_err(|_| "the provider's key is unusable".to_string())?;
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.set_issuer(&[self.issuer.as_str()]);
+        v.set_audience(&[self.client_id.as_str()]);
+        v.validate_exp = false;
+        v.required_spec_claims = ["iss", "aud", "iat"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(raw, &key, &v)
+            .map_err(|e| format!("the logout token was refused: {}", logout_reason(e.kind())))?
+            .claims;
+        let now = self.clock.now().unix_timestamp();
+        let skew = CLOCK_SKEW.as_secs() as i64;
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or("iat is missing")?;
+        if iat > now + skew || now - iat > MAX_ID_TOKEN_AGE.as_secs() as i64 + skew {
+            return Err("iat is outside the accepted window".into());
+        }
+        if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
+            && exp <= now - skew
+        {
+            return Err("the logout token has expired".into());
+        }
+        if claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err("jti is missing".into());
+        }
+        let event = claims
+            .get("events")
+            .and_then(|e| e.get("http://schemas.openid.net/event/backchannel-logout"));
+        if !event.is_some_and(Value::is_object) {
+            return Err("events lacks the back-channel logout event".into());
+        }
+        let has = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        if !has("sid") && !has("sub") {
+            return Err("neither sid nor sub is present".into());
+        }
+        if claims.contains_key("nonce") {
+            return Err("a logout token must not carry a nonce".into());
+        }
+        Ok(claims)
+    }
+
+    /// The refresh grant. A 4xx answer (other than 429) is definitive — `invalid_grant` above all;
+    /// a timeout or 5xx is transient.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+    ) -> Result<ProviderTokens, super::RefreshError> {
+        let transient = |reason: String| super::RefreshError {
+            definitive: false,
+            reason,
+        };
+        let d = self.metadata().await.map_err(|e| transient(e.message))?;
+        let token_url = d
+            .metadata
+            .token_endpoint()
+            .map(|u| u.url().clone())
+            .ok_or_else(|| transient("no token endpoint".into()))?;
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        let basic = match self.client_secret.as_deref() {
+            Some(s) => Some((self.client_id.as_str(), s)),
+            None => {
+                form.push(("client_id", &self.client_id));
+                None
+            }
+        };
+        let resp = self
+            .http
+            .post_form(&token_url, &form, basic)
+            .await
+            .map_err(|e| super::RefreshError {
+                definitive: !e.is_transient(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return serde_json::from_slice(resp.body())
+                .map_err(|e| transient(format!("malformed refresh answer: {e}")));
+        }
+        let code = serde_json::from_slice::<TokenErrorBody>(resp.body())
+            .map(|b| b.error)
+            .unwrap_or_default();
+        let code: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        let definitive = status.is_client_error() && status != http::StatusCode::TOO_MANY_REQUESTS;
+        Err(super::RefreshError {
+            definitive,
+            reason: format!("refresh status {status} {code}"),
+        })
+    }
+
+    /// Revokes a refresh token: Auth0 `/oauth/revoke`, Cognito `/oauth2/revoke` (HTTP Basic client
+    /// authentication), or the discovered RFC 7009 `revocation_endpoint`. `Ok(false)` when the
+    /// provider offers no revocation.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<bool, RevokeError> {
+        let endpoint = match (self.kind, &self.domain_base) {
+            (ProviderKind::Auth0, Some(base)) => Some(format!("{base}/oauth/revoke")),
+            (ProviderKind::Cognito, Some(base)) => Some(format!("{base}/oauth2/revoke")),
+            _ => self.metadata().await.ok().and_then(|d| {
+                d.metadata
+                    .additional_metadata()
+                    .revocation_endpoint
+                    .as_ref()
+                    .map(Url::to_string)
+            }),
+        };
+        let Some(endpoint) = endpoint.and_then(|e| Url::parse(&e).ok()) else {
+            return Ok(false);
+        };
+        let mut form = vec![
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let secret = self.client_secret.as_deref();
+        // Auth0 takes the client credentials in the body; RFC 7009 and Cognito use HTTP Basic.
+        let basic = match (self.kind, secret) {
+            (ProviderKind::Auth0, Some(s)) => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", s));
+                None
+            }
+            (_, Some(s)) => Some((self.client_id.as_str(), s)),
+            (_, None) => {
+                form.push(("client_id", &self.client_id));
+                None
+            }
+        };
+        let resp = self
+            .http
+            .post_form(&endpoint, &form, basic)
+            .await
+            .map_err(|e| RevokeError {
+                transient: e.is_transient(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        // RFC 7009 §2.2: an invalid token is not an error for revocation; it is already unusable.
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+        if status == http::StatusCode::BAD_REQUEST && body["error"] == "invalid_token" {
+            return Ok(true);
+        }
+        Err(RevokeError {
+            transient: status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS,
+            reason: format!("revocation status {status}"),
+        })
+    }
+
+    /// Where to send the browser for RP-initiated logout at the provider, if it has such a place:
+    /// Cognito `/logout`, the discovered `end_session_endpoint` (OpenID Connect RP-Initiated Logout,
+    /// with `id_token_hint` — the one token the specs put in a URL), or Auth0 `/v2/logout`.
+    pub async fn logout_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &str,
+    ) -> Option<String> {
+        if let (ProviderKind::Cognito, Some(base)) = (self.kind, &self.domain_base) {
+            let mut u = Url::parse(&format!("{base}/logout")).ok()?;
+            u.query_pairs_mut()
+                .append_pair("client_id", &self.client_id)
+                .append_pair("logout_uri", post_logout_redirect_uri);
+            return Some(u.to_string());
+        }
+        let end_session = self.metadata().await.ok().and_then(|d| {
+            d.metadata
+                .additional_metadata()
+                .end_session_endpoint
+                .clone()
+        });
+        if let Some(mut u) = end_session {
+            {
+                let mut q = u.query_pairs_mut();
+                if let Some(hint) = id_token_hint {
+                    q.append_pair("id_token_hint", hint);
+                }
+                q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+                    .append_pair("client_id", &self.client_id);
+            }
+            return Some(u.to_string());
+        }
+        if let (ProviderKind::Auth0, Some(base)) = (self.kind, &self.domain_base) {
+            let mut u = Url::parse(&format!("{base}/v2/logout")).ok()?;
+            u.query_pairs_mut()
+                .append_pair("client_id", &self.client_id)
+                .append_pair("returnTo", post_logout_redirect_uri);
+            return Some(u.to_string());
+        }
+        None
+    }
+
     /// For readiness: whether discovery succeeded (it is attempted when it has not).
     pub async fn ready(&self) -> bool {
         self.metadata().await.is_ok()
@@ -521,6 +797,18 @@ fn parse_token_response(
             resp.status()
         ),
     ))
+}
+
+fn logout_reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "its signature is invalid",
+        K::InvalidIssuer => "it was issued by another issuer",
+        K::InvalidAudience => "it is for another client (aud)",
+        K::MissingRequiredClaim(_) => "a required claim (iss, aud, iat) is missing",
+        K::InvalidAlgorithm => "its algorithm does not match the key",
+        _ => "it is malformed",
+    }
 }
 
 fn allowed_algs(m: &Metadata) -> Vec<CoreJwsSigningAlgorithm> {

@@ -100,7 +100,7 @@ async fn password(
     let claims = fb
         .verify_id_token(tokens.id_token.as_deref().unwrap_or_default(), None)
         .await?;
-    let record = finish_login(&state, &web_session, &provider, &claims).await?;
+    let record = finish_login(&state, &web_session, &provider, &claims, Some(&tokens)).await?;
     tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded (password)");
     let mut res = Redirect::to(&return_to).into_response();
     res.headers_mut().insert(
@@ -133,7 +133,7 @@ async fn handoff(
     let claims = fb
         .verify_id_token(&body.id_token, Some(HANDOFF_MAX_AUTH_AGE))
         .await?;
-    let record = finish_login(&state, &web_session, &provider, &claims).await?;
+    let record = finish_login(&state, &web_session, &provider, &claims, None).await?;
     tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded (id token hand-off)");
     let view = record.view(&state.config.session);
     Ok(Json(serde_json::json!({"user": record.user, "session": view})).into_response())

@@ -18,9 +18,11 @@ use super::{AppState, read_cookie};
 use crate::crypto;
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, UserView};
-use crate::providers::{Flow, Provider};
+use crate::providers::{Flow, Provider, ProviderTokens};
 use crate::session::{self, SessionRecord};
+use crate::store::IndexedSession;
 use crate::store::LoginTransaction;
+use crate::tokens::StoredTokens;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -263,7 +265,7 @@ async fn callback(
             "This sign-in was started in another browser, or this browser blocked the broker's cookie. Start the login again here.",
         ));
     }
-    let claims = match &provider.flow {
+    let (claims, tokens) = match &provider.flow {
         Flow::Oidc(client) => {
             client.check_response_issuer(params.iss.as_deref()).await?;
             provider_error(params.error.as_deref())?;
@@ -297,7 +299,7 @@ async fn callback(
                     claims.entry(k).or_insert(v);
                 }
             }
-            claims
+            (claims, tokens)
         }
         Flow::Firebase(fb) => {
             provider_error(params.error.as_deref())?;
@@ -314,10 +316,10 @@ async fn callback(
                 .sign_in_with_idp(&request_uri, tx.firebase_session_id.as_deref())
                 .await?;
             let id_token = tokens.id_token.as_deref().unwrap_or_default();
-            fb.verify_id_token(id_token, None).await?
+            (fb.verify_id_token(id_token, None).await?, tokens)
         }
     };
-    let record = finish_login(&state, &web_session, &provider, &claims).await?;
+    let record = finish_login(&state, &web_session, &provider, &claims, Some(&tokens)).await?;
     tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded");
     let mut res = Redirect::to(&tx.return_to).into_response();
     res.headers_mut()
@@ -346,6 +348,7 @@ pub async fn finish_login(
     web_session: &Session,
     provider: &Provider,
     claims: &Map<String, Value>,
+    tokens: Option<&ProviderTokens>,
 ) -> AppResult<SessionRecord> {
     let now = state.clock.now();
     let identity = identity::from_claims(
@@ -355,7 +358,8 @@ pub async fn finish_login(
         &provider.claims,
     )?;
     let user_id = state.store.link_identity(&identity, now).await?;
-    session::start(
+    let subject = identity.subject.clone();
+    let record = session::start(
         web_session,
         UserView {
             id: user_id,
@@ -364,5 +368,52 @@ pub async fn finish_login(
         &state.config.session,
         now,
     )
-    .await
+    .await?;
+    // Saved now (not after the response) so that the session has its id for the index.
+    web_session.save().await?;
+    let Some(session_id) = web_session.id() else {
+        return Err(AppError::internal("session has no id after save"));
+    };
+    let stored = tokens.map(|t| StoredTokens::from_response(t, now.unix_timestamp()));
+    let sealed = match &stored {
+        Some(t) => Some(
+            state
+                .vault
+                .seal(t, &record.handle)
+                .map_err(AppError::internal)?,
+        ),
+        None => None,
+    };
+    let mut record = record;
+    record.refresh_at = stored
+        .as_ref()
+        .and_then(|t| crate::tokens::refresh::due_at(t, state.config.session.refresh_margin));
+    if record.refresh_at.is_some() {
+        session::put(web_session, &record).await?;
+    }
+    let row = IndexedSession {
+        handle: record.handle.clone(),
+        session_id: session_id.to_string(),
+        user_id: record.user.id.clone(),
+        provider: provider.id.clone(),
+        subject,
+        // OpenID Connect Back-Channel Logout: the provider's session id, when it sends one.
+        provider_sid: claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        created_at: record.created_at,
+        expires_at: record.absolute_expires_at,
+        access_expires_at: tokens
+            .and_then(|t| t.expires_in)
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| now.unix_timestamp() + s),
+        tokens: sealed,
+    };
+    if let Err(e) = state.store.index_session(&row).await {
+        // No half-made session: without its index row it could not be listed or revoked.
+        let _ = web_session.flush().await;
+        return Err(e.into());
+    }
+    Ok(record)
 }

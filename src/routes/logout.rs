@@ -1,4 +1,5 @@
-//! Local logout: a confirmation page, the protected POST, and the logged-out page.
+//! Logout: a confirmation page, the protected POST (local session, provider refresh token, provider
+//! logout URL), and the logged-out landing page.
 
 use axum::Json;
 use axum::Router;
@@ -11,7 +12,11 @@ use tower_sessions::Session;
 
 use super::{AppState, check_same_site};
 use crate::error::AppResult;
+use crate::providers::{Flow, OidcClient};
 use crate::session;
+
+/// How long a failed revocation waits before its first retry.
+const REVOKE_RETRY_SECS: i64 = 60;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,21 +39,45 @@ async fn confirm(State(state): State<AppState>, web_session: Session) -> AppResu
     )
 }
 
-/// Ends the local session. A form post is redirected to the logged-out page; an API caller gets
-/// `{"logout_url": …}` to send the browser to.
+/// Ends the session: its record and index row go first (so nothing can use it while the provider is
+/// called), then the provider refresh token is revoked — a failure there is queued for retry and
+/// never blocks the local logout. A form post is redirected to the provider's logout URL; an API
+/// caller gets `{"logout_url": …}` to send the browser to.
 async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     web_session: Session,
 ) -> AppResult<Response> {
     check_same_site(&state, &headers)?;
+    let logged_out = state.config.server.url("/auth/logged-out");
+    let mut logout_url = logged_out.clone();
     if let Some(record) =
         session::current(&web_session, &state.config.session, state.clock.now()).await?
     {
-        tracing::info!(user = %record.user.id, session = %record.handle, "logout");
+        if let Some(row) = state.store.indexed_session(&record.handle).await? {
+            let tokens = row
+                .tokens
+                .as_deref()
+                .and_then(|s| state.vault.open(s, &row.handle).ok());
+            state.store.end_session(&row).await?;
+            if let Some(Flow::Oidc(client)) = state.providers.get(&row.provider).map(|p| &p.flow) {
+                if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh_token.as_deref()) {
+                    revoke_or_queue(&state, client, rt, &row.handle).await;
+                }
+                if let Some(u) = client
+                    .logout_url(
+                        tokens.as_ref().and_then(|t| t.id_token.as_deref()),
+                        &logged_out,
+                    )
+                    .await
+                {
+                    logout_url = u;
+                }
+            }
+        }
+        tracing::info!(user = %record.user.id, session = %record.handle, provider = %record.user.identity.provider, "logout");
     }
     session::end(&web_session).await?;
-    let logout_url = state.config.server.url("/auth/logged-out");
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +92,84 @@ async fn logout(
     }
 }
 
+/// Revokes now; if the provider cannot be reached, queues the (sealed) token for retry.
+pub async fn revoke_or_queue(
+    state: &AppState,
+    client: &OidcClient,
+    refresh_token: &str,
+    handle: &str,
+) {
+    match client.revoke(refresh_token).await {
+        Ok(true) => {
+            tracing::info!(provider = %client.id, session = %handle, "refresh token revoked")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(provider = %client.id, session = %handle, reason = %e.reason, "revocation failed; queued for retry");
+            let context = format!("revoke:{handle}");
+            let queued = match state.vault.seal_value(refresh_token, &context) {
+                Ok(sealed) => {
+                    let next = state.clock.now().unix_timestamp() + REVOKE_RETRY_SECS;
+                    state
+                        .store
+                        .queue_revocation(&client.id, &sealed, &context, next, &e.reason)
+                        .await
+                        .is_ok()
+                }
+                Err(_) => false,
+            };
+            if !queued {
+                tracing::error!(provider = %client.id, session = %handle, "revocation could not be queued");
+            }
+        }
+    }
+}
+
+/// Retries queued revocations whose time has come: backoff doubles from a minute up to an hour;
+/// after 10 attempts the token is given up (and logged).
+pub async fn retry_revocations(state: &AppState) {
+    let now = state.clock.now().unix_timestamp();
+    let Ok(due) = state.store.due_revocations(now).await else {
+        return;
+    };
+    for (id, provider, sealed, context, attempts) in due {
+        let client = match state.providers.get(&provider).map(|p| &p.flow) {
+            Some(Flow::Oidc(c)) => c,
+            _ => {
+                let _ = state.store.revocation_done(id).await;
+                continue;
+            }
+        };
+        let Ok(token) = state.vault.open_value(&sealed, &context) else {
+            let _ = state.store.revocation_done(id).await;
+            continue;
+        };
+        match client.revoke(&token).await {
+            Ok(_) => {
+                tracing::info!(%provider, attempts, "queued revocation succeeded");
+                let _ = state.store.revocation_done(id).await;
+            }
+            Err(e) if attempts >= 10 => {
+                tracing::error!(%provider, attempts, reason = %e.reason, "revocation given up");
+                let _ = state.store.revocation_done(id).await;
+            }
+            Err(e) => {
+                let wait = (REVOKE_RETRY_SECS << attempts.clamp(0, 6)).min(3600);
+                let _ = state
+                    .store
+                    .revocation_retry(id, now + wait, &e.reason)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Where providers send the browser after their logout: the configured `post_logout_url` (on an
+/// allowed origin), or the broker's own page.
 async fn logged_out(State(state): State<AppState>) -> AppResult<Response> {
+    if let Some(url) = &state.config.server.post_logout_url {
+        return Ok(Redirect::to(url).into_response());
+    }
     state.render(
         "logged_out.html",
         minijinja::context! { login_url => state.login_url() },

@@ -30,6 +30,10 @@ async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Re
     let record = session::current(&web_session, policy, state.clock.now())
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
+    // One read on the hot path; only a session whose provider token is due goes further.
+    let record = crate::tokens::refresh::ensure_fresh(&state, &web_session, record)
+        .await?
+        .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
     let body = MeResponse {
         user: &record.user,
         session: record.view(policy),

@@ -1,9 +1,10 @@
 //! HTTP surfaces, one module each; [`router`] puts them together.
 
+mod backchannel;
 mod firebase;
 mod health;
 mod login;
-mod logout;
+pub mod logout;
 mod me;
 
 use std::ops::Deref;
@@ -30,6 +31,7 @@ pub struct Inner {
     pub templates: Templates,
     pub clock: SharedClock,
     pub cookies: CookiePolicy,
+    pub vault: crate::tokens::TokenVault,
 }
 
 #[derive(Clone)]
@@ -59,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(login::router())
         .merge(firebase::router())
+        .merge(backchannel::router())
         .merge(me::router())
         .merge(logout::router())
         .merge(health::router())

@@ -13,7 +13,10 @@ use time::OffsetDateTime;
 use crate::crypto;
 use crate::identity::Identity;
 
+mod index;
 pub mod sessions;
+
+pub use index::IndexedSession;
 
 #[derive(Clone)]
 pub struct Store {

@@ -61,6 +61,14 @@ pub struct Behaviour {
     /// Edits the header and the claims of the next ID tokens.
     pub tamper: Option<Tamper>,
     pub subject: String,
+    /// What the revocation endpoint answers.
+    pub revoke_status: u16,
+    /// Refresh grant: rotate refresh tokens (Auth0 with rotation) or keep them (Cognito).
+    pub rotate: bool,
+    /// Refresh grant: a status to answer instead (503 for a passing failure).
+    pub refresh_status: u16,
+    /// Refresh grant: refuse with this OAuth error (e.g. invalid_grant).
+    pub refresh_error: Option<&'static str>,
 }
 
 impl Default for Behaviour {
@@ -71,6 +79,10 @@ impl Default for Behaviour {
             sign_with: SignWith::Published,
             tamper: None,
             subject: "user-1".into(),
+            revoke_status: 200,
+            rotate: true,
+            refresh_status: 200,
+            refresh_error: None,
         }
     }
 }
@@ -90,6 +102,12 @@ struct Shared {
     outsider: RsaSigner,
     codes: Mutex<HashMap<String, IssuedCode>>,
     behaviour: Mutex<Behaviour>,
+    revoked: Mutex<Vec<String>>,
+    /// refresh token → (family, already used)
+    refresh_tokens: Mutex<HashMap<String, (u32, bool)>>,
+    revoked_families: Mutex<Vec<u32>>,
+    refresh_calls: Mutex<u32>,
+    reuse_detected: Mutex<bool>,
     pub token_calls: Mutex<u32>,
 }
 
@@ -102,6 +120,7 @@ pub struct FakeOp {
 }
 
 struct Layout {
+    revoke: String,
     discovery: String,
     authorize: String,
     token: String,
@@ -117,6 +136,11 @@ impl Flavor {
             token: t.into(),
             jwks: j.into(),
             userinfo: u.into(),
+            revoke: match self {
+                Flavor::Generic => "/revoke".into(),
+                Flavor::Auth0 => "/oauth/revoke".into(),
+                Flavor::Cognito => "/oauth2/revoke".into(),
+            },
         };
         match self {
             Flavor::Generic => l(
@@ -168,6 +192,11 @@ impl FakeOp {
             codes: Mutex::new(HashMap::new()),
             behaviour: Mutex::new(Behaviour::default()),
             token_calls: Mutex::new(0),
+            revoked: Mutex::new(Vec::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
+            revoked_families: Mutex::new(Vec::new()),
+            refresh_calls: Mutex::new(0),
+            reuse_detected: Mutex::new(false),
         });
         let app = Router::new()
             .route(&layout.discovery, get(discovery))
@@ -175,6 +204,7 @@ impl FakeOp {
             .route(&layout.authorize, get(authorize))
             .route(&layout.token, post(token))
             .route(&layout.userinfo, get(userinfo))
+            .route(&layout.revoke, post(revoke))
             .with_state(shared.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -184,6 +214,52 @@ impl FakeOp {
             base,
             shared,
         }
+    }
+
+    pub fn refresh_calls(&self) -> u32 {
+        *self.shared.refresh_calls.lock().unwrap()
+    }
+
+    /// Whether an already-rotated refresh token was ever presented (Auth0 then revokes the family).
+    pub fn reuse_detected(&self) -> bool {
+        *self.shared.reuse_detected.lock().unwrap()
+    }
+
+    /// Refresh tokens the provider was asked to revoke.
+    pub fn revoked(&self) -> Vec<String> {
+        self.shared.revoked.lock().unwrap().clone()
+    }
+
+    /// A back-channel logout token for the current subject and its `sid`, edited by `edit`
+    /// (header, claims), signed with the published key.
+    pub fn logout_token(&self, edit: impl FnOnce(&mut Value, &mut Value)) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sub = self.shared.behaviour.lock().unwrap().subject.clone();
+        let mut claims = json!({
+            "iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 120, "jti": oidc_broker::crypto::random_token(12),
+            "sub": sub, "sid": format!("sid-{sub}"), "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        let signer = self.shared.signers.lock().unwrap()[0].clone();
+        let mut header = json!({"alg": "RS256", "typ": "logout+jwt", "kid": signer.kid()});
+        edit(&mut header, &mut claims);
+        signer.sign_with_header(&header, &claims).unwrap()
+    }
+
+    /// A logout token signed by a key the provider does not publish, under its kid.
+    pub fn forged_logout_token(&self) -> String {
+        let good = self.logout_token(|_, _| {});
+        let claims: Value = serde_json::from_slice(
+            &oidc_broker::crypto::b64url_decode(good.split('.').nth(1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let kid = self.shared.signers.lock().unwrap()[0].kid().to_string();
+        self.shared
+            .outsider
+            .sign_with_header(
+                &json!({"alg": "RS256", "typ": "logout+jwt", "kid": kid}),
+                &claims,
+            )
+            .unwrap()
     }
 
     /// The query of the last authorization request.
@@ -234,6 +310,10 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         "authorization_response_iss_parameter_supported": advertise,
+        "revocation_endpoint": if s.flavor == Flavor::Generic { json!(format!("{b}{}", layout.revoke)) } else { Value::Null },
+        "end_session_endpoint": if s.flavor == Flavor::Generic { json!(format!("{b}/logout")) } else { Value::Null },
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     }))
 }
 
@@ -297,6 +377,9 @@ async fn token(
         )
             .into_response();
     }
+    if f.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        return refresh_grant(&s, f.get("refresh_token").cloned().unwrap_or_default());
+    }
     let Some(issued) = f
         .get("code")
         .and_then(|c| s.codes.lock().unwrap().remove(c))
@@ -320,7 +403,7 @@ async fn token(
     let b = s.behaviour.lock().unwrap().clone();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut claims = json!({
-        "iss": s.issuer, "sub": b.subject, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+        "iss": s.issuer, "sub": b.subject, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "sid": format!("sid-{}", b.subject),
         "email": format!("{}@example.test", b.subject), "email_verified": true, "name": "Test User",
     });
     if let Some(n) = issued.nonce {
@@ -359,7 +442,89 @@ async fn token(
             )
         }
     };
-    Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
+    let refresh_token = format!("rt-{}", oidc_broker::crypto::random_token(8));
+    let family = s.refresh_tokens.lock().unwrap().len() as u32 + 1;
+    s.refresh_tokens
+        .lock()
+        .unwrap()
+        .insert(refresh_token.clone(), (family, false));
+    Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token, "refresh_token": refresh_token})).into_response()
+}
+
+/// The refresh grant, with Auth0's reuse detection: presenting a refresh token that was already
+/// rotated revokes its whole family.
+fn refresh_grant(s: &Shared, presented: String) -> Response {
+    *s.refresh_calls.lock().unwrap() += 1;
+    let b = s.behaviour.lock().unwrap().clone();
+    if b.refresh_status != 200 {
+        return (
+            StatusCode::from_u16(b.refresh_status).unwrap(),
+            Json(json!({"error": "temporarily_unavailable"})),
+        )
+            .into_response();
+    }
+    if let Some(e) = b.refresh_error {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response();
+    }
+    let mut tokens = s.refresh_tokens.lock().unwrap();
+    let Some((family, used)) = tokens.get(&presented).cloned() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    };
+    if used {
+        *s.reuse_detected.lock().unwrap() = true;
+        s.revoked_families.lock().unwrap().push(family);
+    }
+    if used || s.revoked_families.lock().unwrap().contains(&family) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": "reused refresh token"})),
+        )
+            .into_response();
+    }
+    let mut answer = json!({"access_token": format!("at-{}", oidc_broker::crypto::random_token(6)), "token_type": "Bearer", "expires_in": 300});
+    if b.rotate {
+        tokens.insert(presented, (family, true));
+        let next = format!("rt-{}", oidc_broker::crypto::random_token(8));
+        tokens.insert(next.clone(), (family, false));
+        answer["refresh_token"] = json!(next);
+    }
+    Json(answer).into_response()
+}
+
+/// RFC 7009 (Auth0 takes client credentials in the body, the others HTTP Basic).
+async fn revoke(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let basic_ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(oidc_broker::http_client::basic_auth(CLIENT_ID, CLIENT_SECRET).as_str());
+    let body_ok = f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+        && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+    let authed = if s.flavor == Flavor::Auth0 {
+        body_ok
+    } else {
+        basic_ok
+    };
+    if !authed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let status = s.behaviour.lock().unwrap().revoke_status;
+    if status != 200 {
+        return StatusCode::from_u16(status).unwrap().into_response();
+    }
+    if let Some(t) = f.get("token") {
+        s.revoked.lock().unwrap().push(t.clone());
+    }
+    StatusCode::OK.into_response()
 }
 
 /// Only the Cognito flavour serves userinfo, with its string `email_verified`.

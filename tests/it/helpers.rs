@@ -11,6 +11,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// A browser: cookie store, no redirects followed.
     pub browser: reqwest::Client,
+    /// The SQLite file of this broker.
+    pub db: std::path::PathBuf,
     _dir: Arc<tempfile::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -27,6 +29,8 @@ pub fn browser() -> reqwest::Client {
 /// filled in; it must add at least one provider.
 pub struct Spawn {
     pub toml: String,
+    /// Extra lines for the `[server]` table.
+    pub server: String,
     pub session: String,
     pub db_dir: Option<Arc<tempfile::TempDir>>,
 }
@@ -35,12 +39,17 @@ impl Spawn {
     pub fn providers(toml: impl Into<String>) -> Self {
         Spawn {
             toml: toml.into(),
+            server: String::new(),
             session: "idle_timeout = \"30m\"\nabsolute_lifetime = \"7d\"\n".into(),
             db_dir: None,
         }
     }
     pub fn session(mut self, s: &str) -> Self {
         self.session = s.into();
+        self
+    }
+    pub fn server_extra(mut self, lines: &str) -> Self {
+        self.server = lines.into();
         self
     }
     pub fn reuse_db(mut self, app: &TestApp) -> Self {
@@ -63,6 +72,13 @@ pub async fn spawn(opts: Spawn) -> TestApp {
 
 /// [`spawn`] on a listener the test bound (when a peer must know the broker's URL first).
 pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp {
+    // Quiet unless asked: BROKER_TEST_LOG=debug shows what the broker logs.
+    if let Ok(filter) = std::env::var("BROKER_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let dir = opts
@@ -70,8 +86,9 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
     let db = dir.path().join("broker.db");
     let toml = format!(
-        "[server]\nlisten = \"{addr}\"\npublic_url = \"{base}\"\nallowed_origins = [\"http://app.test:3000\"]\nenvironment = \"development\"\n\
+        "[server]\nlisten = \"{addr}\"\npublic_url = \"{base}\"\nallowed_origins = [\"http://app.test:3000\"]\nenvironment = \"development\"\n{}\n\
          [session]\n{}\n[store]\nurl = \"sqlite://{}\"\n{}",
+        opts.server,
         opts.session,
         db.display(),
         opts.toml
@@ -87,6 +104,7 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
         base,
         clock,
         browser: browser(),
+        db,
         _dir: dir,
         _server: server,
     }

@@ -16,4 +16,6 @@ mod interop_oidc_provider;
 mod kinds;
 mod login;
 mod logout;
+mod provider_logout;
+mod refresh;
 mod session;

@@ -62,22 +62,12 @@ pub async fn start_node(script: &str, env: &[(&str, String)]) -> NodePeer {
 }
 
 /// The Firebase Auth emulator (`firebase emulators:start --only auth`), offline, UI off, on free
-/// ports, in a scratch folder; stopped (its whole process group) on drop.
+/// ports, in a scratch folder; killed on drop (the CLI runs the emulator in its own process).
 pub struct FirebaseEmulator {
     pub host: String,
     pub project: String,
-    child: Child,
+    _child: Child,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for FirebaseEmulator {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-INT", &format!("-{pid}")])
-                .status();
-        }
-    }
 }
 
 pub async fn start_firebase_emulator() -> FirebaseEmulator {
@@ -103,7 +93,6 @@ pub async fn start_firebase_emulator() -> FirebaseEmulator {
         .env("CI", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the Firebase emulator ({e}): install Node.js 20+ and run `npm ci --prefix tests/peers`"));
@@ -126,7 +115,7 @@ pub async fn start_firebase_emulator() -> FirebaseEmulator {
     FirebaseEmulator {
         host,
         project,
-        child,
+        _child: child,
         _dir: dir,
     }
 }
