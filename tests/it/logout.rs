@@ -14,7 +14,19 @@ async fn logout_from_an_allowed_origin_ends_the_session() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(json(res).await["logout_url"], app.url("/auth/logged-out"));
+    // RP-initiated logout at the dev provider, which sends the browser back to the broker.
+    let logout_url = json(res).await["logout_url"].as_str().unwrap().to_string();
+    assert!(
+        logout_url.starts_with(&app.url("/dev/dev/logout?")),
+        "{logout_url}"
+    );
+    assert_eq!(
+        query_param(&logout_url, "post_logout_redirect_uri").unwrap(),
+        app.url("/auth/logged-out")
+    );
+    assert!(query_param(&logout_url, "id_token_hint").is_some());
+    let back = app.browser.get(&logout_url).send().await.unwrap();
+    assert_eq!(location(back.headers()), app.url("/auth/logged-out"));
     assert_eq!(app.me().await.status(), 401);
 }
 
@@ -88,7 +100,13 @@ async fn logout_confirmation_form_posts_and_lands_on_the_logged_out_page() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    assert_eq!(location(res.headers()), app.url("/auth/logged-out"));
+    let at_provider = location(res.headers());
+    assert!(
+        at_provider.starts_with(&app.url("/dev/dev/logout?")),
+        "{at_provider}"
+    );
+    let back = app.browser.get(&at_provider).send().await.unwrap();
+    assert_eq!(location(back.headers()), app.url("/auth/logged-out"));
     assert!(
         app.get("/auth/logged-out")
             .await
