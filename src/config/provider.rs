@@ -74,6 +74,8 @@ pub struct FirebaseSettings {
     pub federated: Vec<String>,
     /// Where Firebase's public signing keys are fetched; Google's securetoken key set by default.
     pub keys_url: Option<String>,
+    /// A service account key file (JSON), for revoking a user's Firebase sessions at logout.
+    pub service_account_file: Option<String>,
 }
 
 /// Which claim fills each field of the normalised identity, and which raw claims are passed on
@@ -205,6 +207,7 @@ pub(super) struct RawProvider {
     emulator_host: Option<String>,
     federated: Option<Vec<String>>,
     keys_url: Option<String>,
+    service_account_file: Option<String>,
 }
 
 /// Which optional keys each kind understands (the common ones are always accepted).
@@ -232,6 +235,7 @@ fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
             "emulator_host",
             "federated",
             "keys_url",
+            "service_account_file",
         ],
         ProviderKind::Dev => &["users", "client_secret"],
     }
@@ -259,6 +263,7 @@ fn present_keys(raw: &RawProvider) -> Vec<&'static str> {
     add("emulator_host", raw.emulator_host.is_some());
     add("federated", raw.federated.is_some());
     add("keys_url", raw.keys_url.is_some());
+    add("service_account_file", raw.service_account_file.is_some());
     keys
 }
 
@@ -557,6 +562,16 @@ pub(super) fn validate(
                     );
                 }
             }
+            if let Some(path) = &raw.service_account_file
+                && let Err(e) = crate::providers::firebase::check_service_account_file(path)
+            {
+                problem(
+                    problems,
+                    key("service_account_file"),
+                    e,
+                    "download a key from Google Cloud → IAM → Service accounts (the Firebase Admin SDK one), or remove the key",
+                );
+            }
             if let Some(u) = &raw.keys_url {
                 let ok = Url::parse(u).is_ok_and(|u| {
                     u.scheme() == "https"
@@ -582,6 +597,7 @@ pub(super) fn validate(
                 emulator_host: raw.emulator_host.clone(),
                 federated: raw.federated.clone().unwrap_or_default(),
                 keys_url: raw.keys_url.clone(),
+                service_account_file: raw.service_account_file.clone(),
             });
         }
     }

@@ -60,6 +60,20 @@ async fn logout(
                 .as_deref()
                 .and_then(|s| state.vault.open(s, &row.handle).ok());
             state.store.end_session(&row).await?;
+            if let Some(Flow::Firebase(fb)) = state.providers.get(&row.provider).map(|p| &p.flow) {
+                // Firebase has no token revocation endpoint: its sessions end by validSince.
+                match fb.revoke_sessions(&row.subject).await {
+                    Ok(true) => {
+                        tracing::info!(provider = %fb.id, session = %row.handle, "Firebase sessions revoked")
+                    }
+                    Ok(false) => {
+                        tracing::info!(provider = %fb.id, "Firebase sessions not revoked: no service account configured")
+                    }
+                    Err(e) => {
+                        tracing::warn!(provider = %fb.id, session = %row.handle, reason = %e.cause.as_deref().unwrap_or(&e.message), "Firebase revocation failed")
+                    }
+                }
+            }
             if let Some(Flow::Oidc(client)) = state.providers.get(&row.provider).map(|p| &p.flow) {
                 if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh_token.as_deref()) {
                     revoke_or_queue(&state, client, rt, &row.handle).await;

@@ -177,4 +177,50 @@ async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() 
         assert_eq!(json(res).await["error"], "invalid_id_token", "{what}");
         assert_eq!(app.me_with(&victim).await.status(), 401, "{what}");
     }
+
+    // Logout revokes the user's Firebase sessions (validSince, with the emulator's admin access):
+    // an ID token issued before it stops verifying at Firebase.
+    let before: Value = rest
+        .post(toolkit("signInWithPassword"))
+        .json(&json!({"email": "ada@example.test", "password": "secret-123", "returnSecureToken": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lookup = |token: String| {
+        let rest = rest.clone();
+        let url = toolkit("lookup");
+        async move {
+            rest.post(url)
+                .json(&json!({"idToken": token}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        lookup(before["idToken"].as_str().unwrap().to_string())
+            .await
+            .status(),
+        200
+    );
+    // validSince has one-second resolution: let the token's second pass first.
+    let ms = time::OffsetDateTime::now_utc().millisecond();
+    tokio::time::sleep(std::time::Duration::from_millis(u64::from(1000 - ms) + 50)).await;
+    let res = other
+        .post(app.url("/auth/logout"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json(res).await["logout_url"],
+        app.url("/auth/logged-out"),
+        "Firebase has no logout page of its own"
+    );
+    let res = lookup(before["idToken"].as_str().unwrap().to_string()).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("TOKEN_EXPIRED"));
 }

@@ -264,3 +264,39 @@ async fn the_same_person_through_every_kind_has_the_same_user_shape() {
         );
     }
 }
+
+#[test]
+fn an_unreadable_firebase_service_account_is_a_config_problem() {
+    let err = oidc_broker::config::from_toml_str(
+        "[providers.fb]\nkind = \"firebase\"\nproject_id = \"p\"\napi_key = \"k\"\nservice_account_file = \"/nonexistent/sa.json\"\n",
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|p| p.key == "providers.fb.service_account_file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_sealing_key_or_a_missing_one_in_production_is_a_config_problem() {
+    let err = oidc_broker::config::from_toml_str(
+        "[keys]\ncurrent = \"k1\"\n[keys.ring]\nk1 = \"too-short\"\n[providers.dev]\nkind = \"dev\"\n",
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|p| p.key == "keys" && p.message.contains("32 bytes")),
+        "{err}"
+    );
+    let err = oidc_broker::config::from_toml_str(
+        "[server]\nenvironment = \"production\"\npublic_url = \"https://auth.example.com\"\n[providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"a\"\nclient_secret = \"b\"\n",
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.0.iter().any(|p| p.key == "keys"), "{err}");
+}
