@@ -60,6 +60,13 @@ pub enum StartupError {
     Keys(String),
 }
 
+fn is_html(res: &axum::response::Response) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
 pub struct App {
     router: Router,
     state: AppState,
@@ -135,16 +142,21 @@ impl App {
             clock,
             cookies,
             vault,
+            me_cache: Default::default(),
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
             .layer(session_layer)
             .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-            .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                HeaderName::from_static("content-security-policy"),
-                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'"),
-            ));
+                        // Document-only headers go on pages, not on every JSON answer of the session check.
+            .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, |res: &axum::response::Response| {
+                is_html(res).then(|| HeaderValue::from_static("no-referrer"))
+            }))
+            .layer(SetResponseHeaderLayer::if_not_present(HeaderName::from_static("content-security-policy"), |res: &axum::response::Response| {
+                is_html(res).then(|| {
+                    HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'")
+                })
+            }));
         Ok(App {
             router,
             state,

@@ -15,7 +15,7 @@ use crate::identity::UserView;
 /// The key of the broker's record inside the tower-sessions data. The record is kept there as one
 /// JSON string rather than a JSON tree: the session check then decodes it with one allocation-light
 /// parse instead of cloning and converting a tree of values.
-const RECORD_KEY: &str = "broker";
+pub const RECORD_KEY: &str = "broker";
 
 /// What a local session knows. Kept whole in the session store so that a session check is one read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +85,11 @@ pub fn rfc3339(ts: i64) -> String {
 
 /// Last-seen writes are throttled so that most session checks are a single read. The idle
 /// deadline is therefore conservative by up to this interval.
+/// Whether a check at `now` must rewrite last-seen (and so cannot be answered from a cache).
+pub fn needs_touch(record: &SessionRecord, policy: &SessionConfig, now: OffsetDateTime) -> bool {
+    now.unix_timestamp() - record.last_seen_at >= touch_interval(policy)
+}
+
 fn touch_interval(policy: &SessionConfig) -> i64 {
     (secs(policy.idle_timeout) / 10).clamp(1, 60)
 }

@@ -1,17 +1,20 @@
 //! `GET /auth/me`, the session check every page load pays for, and the broker's home page.
 
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 use serde::Serialize;
 use tower_sessions::Session;
 
 use super::AppState;
 use crate::error::{AppError, AppResult};
-use crate::session;
+use crate::session::{self, SessionRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,23 +28,84 @@ struct MeResponse<'a> {
     session: session::SessionView<'a>,
 }
 
+/// Rendered `/auth/me` bodies keyed by the exact session record string they were rendered from.
+/// The session store stays the authority on every request — the record is still read, so a revoked
+/// or expired session is never answered from here — the cache only spares parsing and rendering
+/// the same record again. Bounded: it is emptied when full.
+#[derive(Default)]
+pub struct MeCache {
+    entries: Mutex<HashMap<Arc<str>, (Arc<SessionRecord>, Bytes)>>,
+}
+
+const ME_CACHE_MAX: usize = 10_000;
+
+impl MeCache {
+    fn get(&self, raw: &str) -> Option<(Arc<SessionRecord>, Bytes)> {
+        self.entries.lock().ok()?.get(raw).cloned()
+    }
+
+    fn put(&self, raw: Arc<str>, record: Arc<SessionRecord>, body: Bytes) {
+        if let Ok(mut e) = self.entries.lock() {
+            if e.len() >= ME_CACHE_MAX {
+                e.clear();
+            }
+            e.insert(raw, (record, body));
+        }
+    }
+}
+
+fn me_response(body: Bytes) -> Response {
+    let res = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response();
+    res
+}
+
 async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {
     let policy = &state.config.session;
-    let record = session::current(&web_session, policy, state.clock.now())
+    let now = state.clock.now();
+    // The one store read: the record as stored.
+    let raw = match web_session.get_value(session::RECORD_KEY).await? {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    if let Some(raw) = &raw
+        && let Some((cached, body)) = state.me_cache.get(raw)
+        && cached.is_live(policy, now)
+        && !session::needs_touch(&cached, policy, now)
+        && cached.refresh_at.is_none_or(|t| now.unix_timestamp() < t)
+    {
+        return Ok(me_response(body));
+    }
+    let record = session::current(&web_session, policy, now)
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
-    // One read on the hot path; only a session whose provider token is due goes further.
+    // Only a session whose provider token is due goes further than the read.
     let record = crate::tokens::refresh::ensure_fresh(&state, &web_session, record)
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
-    let body = MeResponse {
-        user: &record.user,
-        session: record.view(policy),
-    };
-    let mut res = Json(body).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    let body = Bytes::from(
+        serde_json::to_vec(&MeResponse {
+            user: &record.user,
+            session: record.view(policy),
+        })
+        .map_err(AppError::internal)?,
+    );
+    // Keyed by the record as it is now stored (rewritten if it was touched or refreshed).
+    if let Ok(stored) = serde_json::to_string(&record) {
+        state
+            .me_cache
+            .put(Arc::from(stored), Arc::new(record), body.clone());
+    }
+    Ok(me_response(body))
 }
 
 async fn home(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {

@@ -5,7 +5,7 @@ mod firebase;
 mod health;
 mod login;
 pub mod logout;
-mod me;
+pub mod me;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ pub struct Inner {
     pub clock: SharedClock,
     pub cookies: CookiePolicy,
     pub vault: crate::tokens::TokenVault,
+    pub me_cache: me::MeCache,
 }
 
 #[derive(Clone)]
