@@ -22,7 +22,7 @@ use crate::clock::SharedClock;
 use crate::config::FirebaseSettings;
 use crate::crypto::b64url_decode;
 use crate::error::AppError;
-use crate::http_client::{HttpClient, HttpError};
+use crate::http_client::HttpClient;
 use crate::providers::ProviderTokens;
 
 const GOOGLE_KEYS: &str =
@@ -205,7 +205,7 @@ impl FirebaseClient {
             .http
             .execute(req)
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| super::transport_error(&self.id, e))?;
         if resp.status().is_success() {
             return serde_json::from_slice(resp.body()).map_err(|_| {
                 AppError::provider(
@@ -297,7 +297,7 @@ impl FirebaseClient {
                 None,
             )
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| super::transport_error(&self.id, e))?;
         if !resp.status().is_success() {
             let code = serde_json::from_slice::<GoogleError>(resp.body())
                 .map(|e| e.error.message)
@@ -343,7 +343,7 @@ impl FirebaseClient {
             .http
             .execute(req)
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| super::transport_error(&self.id, e))?;
         if resp.status().is_success() {
             Ok(true)
         } else {
@@ -382,7 +382,7 @@ impl FirebaseClient {
                 None,
             )
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| super::transport_error(&self.id, e))?;
         if !resp.status().is_success() {
             return Err(AppError::provider(
                 "revocation_failed",
@@ -518,7 +518,7 @@ impl FirebaseClient {
                 .http
                 .get(&url, None)
                 .await
-                .map_err(|e| self.transport_error(e))?;
+                .map_err(|e| super::transport_error(&self.id, e))?;
             if !resp.status().is_success() {
                 return Err(AppError::unavailable(
                     "Firebase key service",
@@ -548,18 +548,6 @@ impl FirebaseClient {
             cache.last_fetch = Some(Instant::now());
         }
         Ok(cache.keys.get(kid).cloned())
-    }
-
-    fn transport_error(&self, e: HttpError) -> AppError {
-        if e.is_transient() {
-            AppError::unavailable(&format!("identity provider `{}`", self.id), e)
-        } else {
-            AppError::provider(
-                "provider_unreachable",
-                format!("The identity provider `{}` cannot be used.", self.id),
-                e,
-            )
-        }
     }
 
     /// For readiness: Firebase needs no discovery; the emulator must answer.

@@ -58,6 +58,26 @@ impl Provider {
     }
 }
 
+/// A failed call to a provider: a timeout or connection failure is a 503 (try again); a refused
+/// address or a malformed request is the provider being unusable as configured.
+pub(crate) fn transport_error(
+    provider_id: &str,
+    e: crate::http_client::HttpError,
+) -> crate::error::AppError {
+    use crate::error::AppError;
+    if e.is_transient() {
+        AppError::unavailable(&format!("identity provider `{provider_id}`"), e)
+    } else {
+        AppError::provider(
+            "provider_unreachable",
+            format!(
+                "The identity provider `{provider_id}` cannot be used: its address is not allowed or the request failed."
+            ),
+            e,
+        )
+    }
+}
+
 pub struct ProviderRegistry {
     providers: BTreeMap<String, Arc<Provider>>,
 }

@@ -22,7 +22,7 @@ use url::Url;
 use crate::clock::SharedClock;
 use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::error::AppError;
-use crate::http_client::{HttpClient, HttpError};
+use crate::http_client::HttpClient;
 
 /// Allowed clock difference with providers, for `exp` and `iat`.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
@@ -238,6 +238,28 @@ impl OidcClient {
         self.discover().await.map(Some)
     }
 
+    /// Client authentication at the token and revocation endpoints: HTTP Basic
+    /// (`client_secret_basic`), or the credentials in the form (`client_secret_post`) when
+    /// `in_body`; a public client sends only its id. Returns the Basic credentials, if any.
+    fn client_auth<'a>(
+        &'a self,
+        form: &mut Vec<(&'a str, &'a str)>,
+        in_body: bool,
+    ) -> Option<(&'a str, &'a str)> {
+        match self.client_secret.as_deref() {
+            Some(secret) if !in_body => Some((self.client_id.as_str(), secret)),
+            Some(secret) => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", secret));
+                None
+            }
+            None => {
+                form.push(("client_id", &self.client_id));
+                None
+            }
+        }
+    }
+
     /// The URL the browser is sent to.
     pub async fn authorization_url(
         &self,
@@ -317,24 +339,12 @@ impl OidcClient {
             !m.contains(&CoreClientAuthMethod::ClientSecretBasic)
                 && m.contains(&CoreClientAuthMethod::ClientSecretPost)
         });
-        let secret = self.client_secret.as_deref();
-        let basic = match (secret, use_post) {
-            (Some(s), false) => Some((self.client_id.as_str(), s)),
-            (Some(s), true) => {
-                form.push(("client_id", &self.client_id));
-                form.push(("client_secret", s));
-                None
-            }
-            (None, _) => {
-                form.push(("client_id", &self.client_id));
-                None
-            }
-        };
+        let basic = self.client_auth(&mut form, use_post);
         let resp = self
             .http
             .post_form(&token_url, &form, basic)
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| super::transport_error(&self.id, e))?;
         parse_token_response(&self.id, resp)
     }
 
@@ -459,7 +469,7 @@ impl OidcClient {
             .http
             .get(&endpoint, Some(access_token))
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| super::transport_error(&self.id, e))?;
         if !resp.status().is_success() {
             return Err(AppError::provider(
                 "userinfo_failed",
@@ -478,21 +488,6 @@ impl OidcClient {
             ));
         }
         Ok(Some(claims))
-    }
-
-    fn transport_error(&self, e: HttpError) -> AppError {
-        if e.is_transient() {
-            AppError::unavailable(&format!("identity provider `{}`", self.id), e)
-        } else {
-            AppError::provider(
-                "provider_unreachable",
-                format!(
-                    "The identity provider `{}` cannot be used: its address is not allowed or the request failed.",
-                    self.id
-                ),
-                e,
-            )
-        }
     }
 
     /// Verifies an OpenID Connect Back-Channel Logout token (§2.6): signed by the provider's keys
@@ -625,13 +620,7 @@ impl OidcClient {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
         ];
-        let basic = match self.client_secret.as_deref() {
-            Some(s) => Some((self.client_id.as_str(), s)),
-            None => {
-                form.push(("client_id", &self.client_id));
-                None
-            }
-        };
+        let basic = self.client_auth(&mut form, false);
         let resp = self
             .http
             .post_form(&token_url, &form, basic)
@@ -682,20 +671,8 @@ impl OidcClient {
             ("token", refresh_token),
             ("token_type_hint", "refresh_token"),
         ];
-        let secret = self.client_secret.as_deref();
         // Auth0 takes the client credentials in the body; RFC 7009 and Cognito use HTTP Basic.
-        let basic = match (self.kind, secret) {
-            (ProviderKind::Auth0, Some(s)) => {
-                form.push(("client_id", &self.client_id));
-                form.push(("client_secret", s));
-                None
-            }
-            (_, Some(s)) => Some((self.client_id.as_str(), s)),
-            (_, None) => {
-                form.push(("client_id", &self.client_id));
-                None
-            }
-        };
+        let basic = self.client_auth(&mut form, self.kind == ProviderKind::Auth0);
         let resp = self
             .http
             .post_form(&endpoint, &form, basic)

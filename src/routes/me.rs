@@ -34,8 +34,11 @@ struct MeResponse<'a> {
 /// the same record again. Bounded: it is emptied when full.
 #[derive(Default)]
 pub struct MeCache {
-    entries: Mutex<HashMap<Arc<str>, (Arc<SessionRecord>, Bytes)>>,
+    entries: Mutex<HashMap<Arc<str>, CachedMe>>,
 }
+
+/// A parsed record and the `/auth/me` body rendered from it.
+type CachedMe = (Arc<SessionRecord>, Bytes);
 
 const ME_CACHE_MAX: usize = 10_000;
 
@@ -55,7 +58,7 @@ impl MeCache {
 }
 
 fn me_response(body: Bytes) -> Response {
-    let res = (
+    (
         [
             (
                 header::CONTENT_TYPE,
@@ -65,8 +68,7 @@ fn me_response(body: Bytes) -> Response {
         ],
         body,
     )
-        .into_response();
-    res
+        .into_response()
 }
 
 async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {
