@@ -13,6 +13,8 @@ pub struct TestApp {
     pub browser: reqwest::Client,
     /// The SQLite file of this broker.
     pub db: std::path::PathBuf,
+    /// The running broker's state, for driving its background work directly.
+    pub state: oidc_broker::routes::AppState,
     _dir: Arc<tempfile::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -97,6 +99,7 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
         .unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let clock = Arc::new(ManualClock::default());
     let app = App::build(config, clock.clone()).await.unwrap();
+    let state = app.state().clone();
     let server = tokio::spawn(async move {
         app.run(listener, std::future::pending()).await.unwrap();
     });
@@ -105,6 +108,7 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
         clock,
         browser: browser(),
         db,
+        state,
         _dir: dir,
         _server: server,
     }

@@ -140,6 +140,25 @@ async fn a_revocation_failure_never_blocks_the_local_logout_and_is_queued() {
         .unwrap();
     assert_eq!(n, 1);
     assert!(err.contains("503"), "{err}");
+
+    // The background retry: not before its time, then with backoff until the provider accepts.
+    oidc_broker::routes::logout::retry_revocations(&app.state).await;
+    assert!(fake.revoked().is_empty(), "not due yet");
+    app.clock.advance(std::time::Duration::from_secs(61));
+    oidc_broker::routes::logout::retry_revocations(&app.state).await;
+    assert!(fake.revoked().is_empty(), "the provider still fails");
+    let attempts: i64 = conn
+        .query_row("SELECT attempts FROM pending_revocations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(attempts, 2);
+    fake.behave(|b| b.revoke_status = 200);
+    app.clock.advance(std::time::Duration::from_secs(121));
+    oidc_broker::routes::logout::retry_revocations(&app.state).await;
+    assert_eq!(fake.revoked().len(), 1, "revoked on the retry");
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM pending_revocations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
 }
 
 #[tokio::test]
