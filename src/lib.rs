@@ -150,7 +150,9 @@ impl App {
             .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
                         // Document-only headers go on pages, not on every JSON answer of the session check.
             .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, |res: &axum::response::Response| {
-                is_html(res).then(|| HeaderValue::from_static("no-referrer"))
+                // same-origin, not no-referrer: under no-referrer browsers send `Origin: null` even on a
+                // page's own form posts, which the cross-site check then refuses.
+                is_html(res).then(|| HeaderValue::from_static("same-origin"))
             }))
             .layer(SetResponseHeaderLayer::if_not_present(HeaderName::from_static("content-security-policy"), |res: &axum::response::Response| {
                 is_html(res).then(|| {

@@ -138,6 +138,11 @@ pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// origin; without one (non-browser clients), the `X-CSRF` header must be present — a cross-site
 /// form cannot send custom headers.
 pub fn check_same_site(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
+    // Fetch metadata, set by the browser and not by page scripts: a same-origin request is ours
+    // whatever its Origin says (some referrer policies make that `null`).
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin") {
+        return Ok(());
+    }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(origin) => {
             let ok = origin == state.config.server.public_origin()

@@ -117,3 +117,37 @@ async fn logout_confirmation_form_posts_and_lands_on_the_logged_out_page() {
     );
     assert_eq!(app.me().await.status(), 401);
 }
+
+#[tokio::test]
+async fn a_browsers_own_form_post_with_a_null_origin_is_accepted_and_a_cross_site_one_refused() {
+    let app = spawn(dev_provider()).await;
+    app.dev_login("alice").await;
+    let page = app.get("/auth/logout").await;
+    assert_eq!(
+        page.headers()["referrer-policy"],
+        "same-origin",
+        "so browsers send the Origin on the page's own posts"
+    );
+    let refused = app
+        .browser
+        .post(app.url("/auth/logout"))
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(app.me().await.status(), 200);
+    let accepted = app
+        .browser
+        .post(app.url("/auth/logout"))
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 303);
+    assert_eq!(app.me().await.status(), 401);
+}
