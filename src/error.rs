@@ -70,7 +70,7 @@ impl AppError {
         let mut e = Self::new(
             ErrorKind::Unauthorized,
             "not_authenticated",
-            "You are not signed in.",
+            "Your session has ended, or you have not signed in yet. Sign in to continue.",
         );
         e.login_url = Some(login_url);
         e
