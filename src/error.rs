@@ -107,6 +107,16 @@ impl AppError {
     }
 }
 
+/// A provider's error code reduced to what is safe to repeat in a message or a log: letters,
+/// digits and `_`, at most 64. Error descriptions and free text can echo request data, so only the
+/// code is ever shown.
+pub fn safe_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

@@ -185,6 +185,24 @@ impl HttpClient {
         self.execute(req).await
     }
 
+    /// A JSON POST (Identity Toolkit), with an optional bearer token.
+    pub async fn post_json(
+        &self,
+        url: &url::Url,
+        body: &serde_json::Value,
+        bearer: Option<&str>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let mut req = http::Request::post(url.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = bearer {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req
+            .body(body.to_string().into_bytes())
+            .map_err(|e| HttpError::Build(e.to_string()))?;
+        self.execute(req).await
+    }
+
     pub async fn get(
         &self,
         url: &url::Url,

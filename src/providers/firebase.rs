@@ -21,7 +21,7 @@ use url::Url;
 use crate::clock::SharedClock;
 use crate::config::FirebaseSettings;
 use crate::crypto::b64url_decode;
-use crate::error::AppError;
+use crate::error::{AppError, safe_code};
 use crate::http_client::HttpClient;
 use crate::providers::ProviderTokens;
 
@@ -197,13 +197,9 @@ impl FirebaseClient {
 
     async fn toolkit(&self, method: &str, body: Value) -> Result<Value, AppError> {
         let url = self.toolkit_url(method)?;
-        let req = http::Request::post(url.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string().into_bytes())
-            .map_err(AppError::internal)?;
         let resp = self
             .http
-            .execute(req)
+            .post_json(&url, &body, None)
             .await
             .map_err(|e| super::transport_error(&self.id, e))?;
         if resp.status().is_success() {
@@ -219,14 +215,7 @@ impl FirebaseClient {
             .map(|e| e.error.message)
             .unwrap_or_else(|_| format!("status {}", resp.status()));
         // Firebase messages are codes such as INVALID_LOGIN_CREDENTIALS, sometimes with " : detail".
-        let code: String = code
-            .split(" : ")
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let code = safe_code(code.split(" : ").next().unwrap_or_default());
         Err(firebase_error(method, &code, resp.status()))
     }
 
@@ -302,11 +291,7 @@ impl FirebaseClient {
             let code = serde_json::from_slice::<GoogleError>(resp.body())
                 .map(|e| e.error.message)
                 .unwrap_or_default();
-            let code: String = code
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(64)
-                .collect();
+            let code = safe_code(&code);
             return Err(firebase_error("refresh", &code, resp.status()));
         }
         let tokens: ProviderTokens = serde_json::from_slice(resp.body()).map_err(|e| {
@@ -334,14 +319,10 @@ impl FirebaseClient {
         );
         let body =
             json!({"localId": uid, "validSince": self.clock.now().unix_timestamp().to_string()});
-        let req = http::Request::post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::AUTHORIZATION, format!("Bearer {bearer}"))
-            .body(body.to_string().into_bytes())
-            .map_err(AppError::internal)?;
+        let url = Url::parse(&url).map_err(AppError::internal)?;
         let resp = self
             .http
-            .execute(req)
+            .post_json(&url, &body, Some(&bearer))
             .await
             .map_err(|e| super::transport_error(&self.id, e))?;
         if resp.status().is_success() {

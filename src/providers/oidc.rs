@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ProviderConfig, ProviderKind};
-use crate::error::AppError;
+use crate::error::{AppError, safe_code};
 use crate::http_client::HttpClient;
 
 /// Allowed clock difference with providers, for `exp` and `iat`.
@@ -637,11 +637,7 @@ impl OidcClient {
         let code = serde_json::from_slice::<TokenErrorBody>(resp.body())
             .map(|b| b.error)
             .unwrap_or_default();
-        let code: String = code
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let code = safe_code(&code);
         let definitive = status.is_client_error() && status != http::StatusCode::TOO_MANY_REQUESTS;
         Err(super::RefreshError {
             definitive,
@@ -761,11 +757,7 @@ fn parse_token_response(
         .map(|b| b.error)
         .unwrap_or_else(|_| "unknown".into());
     // Only the OAuth error code is repeated; `error_description` can echo request data.
-    let safe_code: String = code
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect();
+    let safe_code = safe_code(&code);
     Err(AppError::provider(
         "token_exchange_failed",
         format!("The identity provider refused the sign-in ({safe_code}). Start the login again."),

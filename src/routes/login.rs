@@ -16,7 +16,7 @@ use url::Url;
 
 use super::{AppState, read_cookie};
 use crate::crypto;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, safe_code};
 use crate::identity::{self, UserView};
 use crate::providers::{Flow, Provider, ProviderTokens};
 use crate::session::{self, SessionRecord};
@@ -329,11 +329,7 @@ async fn callback(
 
 fn provider_error(error: Option<&str>) -> AppResult<()> {
     let Some(error) = error else { return Ok(()) };
-    let safe: String = error
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect();
+    let safe = safe_code(error);
     let message = if safe == "access_denied" {
         "Sign-in was cancelled or denied at the identity provider.".to_string()
     } else {

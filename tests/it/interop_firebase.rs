@@ -8,6 +8,18 @@ use crate::peers::start_firebase_emulator;
 
 const API_KEY: &str = "emulator-api-key";
 
+/// An Identity Toolkit REST call, as the Firebase SDK in a frontend would make it.
+async fn call(rest: &reqwest::Client, url: String, body: &Value) -> Value {
+    rest.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() {
     let emu = start_firebase_emulator().await;
@@ -20,15 +32,9 @@ async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() 
     let rest = reqwest::Client::new();
 
     // Sign-up happens in Firebase itself (as the Firebase SDK would do it).
-    let signup: Value = rest
-        .post(toolkit("signUp"))
-        .json(&json!({"email": "ada@example.test", "password": "secret-123", "returnSecureToken": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ada =
+        json!({"email": "ada@example.test", "password": "secret-123", "returnSecureToken": true});
+    let signup: Value = call(&rest, toolkit("signUp"), &ada).await;
     let uid = signup["localId"].as_str().unwrap().to_string();
 
     let app = spawn(Spawn::providers(format!(
@@ -77,15 +83,7 @@ async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() 
     assert_eq!(me["user"]["provider_kind"], "firebase");
 
     // Hand-off of an ID token the Firebase SDK obtained, in a second browser.
-    let signin: Value = rest
-        .post(toolkit("signInWithPassword"))
-        .json(&json!({"email": "ada@example.test", "password": "secret-123", "returnSecureToken": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let signin: Value = call(&rest, toolkit("signInWithPassword"), &ada).await;
     let id_token = signin["idToken"].as_str().unwrap().to_string();
     let refresh_token = signin["refreshToken"].as_str().unwrap().to_string();
     let other = browser();
@@ -180,15 +178,7 @@ async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() 
 
     // Logout revokes the user's Firebase sessions (validSince, with the emulator's admin access):
     // an ID token issued before it stops verifying at Firebase.
-    let before: Value = rest
-        .post(toolkit("signInWithPassword"))
-        .json(&json!({"email": "ada@example.test", "password": "secret-123", "returnSecureToken": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = call(&rest, toolkit("signInWithPassword"), &ada).await;
     let lookup = |token: String| {
         let rest = rest.clone();
         let url = toolkit("lookup");
