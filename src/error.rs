@@ -174,6 +174,13 @@ impl IntoResponse for AppError {
         let mut res = (status, Json(body.clone())).into_response();
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if body.error == "invalid_token" {
+            // RFC 6750 §3.1.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
         res.extensions_mut().insert(body);
         res
     }

@@ -1,5 +1,6 @@
-//! RS256 signing for the tokens the broker itself issues (the built-in dev provider).
+//! RS256 signing for the tokens the broker itself issues (the built-in dev provider, broker JWTs).
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
@@ -23,6 +24,23 @@ impl RsaSigner {
             kid: kid.into(),
             key,
         })
+    }
+
+    /// A key from its PKCS#8 DER form (as [`RsaSigner::pkcs8`] writes it).
+    pub fn from_pkcs8(kid: impl Into<String>, der: &[u8]) -> Result<Self, SignError> {
+        let key = KeyPair::from_pkcs8(der).map_err(|e| SignError(e.to_string()))?;
+        Ok(RsaSigner {
+            kid: kid.into(),
+            key,
+        })
+    }
+
+    /// The private key, PKCS#8 DER: to be sealed before it is stored anywhere.
+    pub fn pkcs8(&self) -> Result<Vec<u8>, SignError> {
+        self.key
+            .as_der()
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|e| SignError(e.to_string()))
     }
 
     pub fn kid(&self) -> &str {

@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_sessions::cookie::SameSite;
+
 use tower_sessions::{ExpiredDeletion, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
 
@@ -60,11 +61,44 @@ pub enum StartupError {
     Keys(String),
 }
 
+/// A page of the broker's own (not an upstream's answer passed through).
 fn is_html(res: &axum::response::Response) -> bool {
-    res.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"))
+    res.extensions().get::<routes::proxy::Proxied>().is_none()
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"))
+}
+
+/// CORS for the configured app origins only (exact match, with credentials, never `*`).
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .server
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-csrf"),
+            // WeWeb's Token Based Auth plugin marks its retry after a refresh with this header.
+            HeaderName::from_static("ww-retry"),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 pub struct App {
@@ -115,7 +149,7 @@ impl App {
             .with_name(cookies.session_name)
             .with_secure(cookies.secure)
             .with_http_only(true)
-            .with_same_site(SameSite::Lax)
+            .with_same_site(cookies.same_site)
             .with_path("/");
         let ring = match &config.keys {
             Some(k) => KeyRing::new(&k.current, &k.ring).map_err(StartupError::Keys)?,
@@ -134,6 +168,9 @@ impl App {
             }
         };
         let vault = TokenVault::new(ring);
+        let upstream =
+            routes::proxy::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
+        let cors = cors(&config);
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -143,10 +180,14 @@ impl App {
             cookies,
             vault,
             me_cache: Default::default(),
+            sessions: sessions.clone(),
+            keys: Default::default(),
+            upstream,
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
             .layer(session_layer)
+            .layer(cors)
             .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
                         // Document-only headers go on pages, not on every JSON answer of the session check.
             .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, |res: &axum::response::Response| {
@@ -205,6 +246,19 @@ impl App {
                     tracing::warn!(error = %e, "sweeping the session index failed");
                 }
                 routes::logout::retry_revocations(&state).await;
+                let now = state.clock.now().unix_timestamp();
+                let tokens = &state.config.tokens;
+                let keys_before = tokens::broker_jwt::publish_cutoff(tokens, now);
+                if let Err(e) = state.store.sweep_token_mode(now, keys_before).await {
+                    tracing::warn!(error = %e, "sweeping token-mode state failed");
+                }
+                if let Err(e) = state
+                    .keys
+                    .refresh(&state.store, &state.vault, tokens, now)
+                    .await
+                {
+                    tracing::warn!(error = %e, "reloading the signing keys failed");
+                }
             }
         });
         let result = axum::serve(listener, self.router)

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::{Expiry, Session};
 
-use crate::config::{ServerConfig, SessionConfig};
+use crate::config::{SameSitePolicy, ServerConfig, SessionConfig};
 use crate::crypto;
 use crate::error::AppResult;
 use crate::identity::UserView;
+use tower_sessions::cookie::SameSite;
 
 /// The key of the broker's record inside the tower-sessions data. The record is kept there as one
 /// JSON string rather than a JSON tree: the session check then decodes it with one allocation-light
@@ -100,23 +101,33 @@ pub struct CookiePolicy {
     pub session_name: &'static str,
     pub login_name: &'static str,
     pub secure: bool,
+    /// The session cookie's `SameSite`. The login-binding cookie is always `Lax`: it must come
+    /// back on the provider's top-level redirect to the callback, which `Strict` would prevent.
+    pub same_site: SameSite,
 }
 
 impl CookiePolicy {
     /// `__Host-` names need `Secure`, which browsers only accept over https; plain-http loopback
     /// development therefore uses unprefixed names without `Secure`.
     pub fn for_server(server: &ServerConfig) -> Self {
+        let same_site = match server.same_site {
+            SameSitePolicy::Lax => SameSite::Lax,
+            SameSitePolicy::Strict => SameSite::Strict,
+            SameSitePolicy::None => SameSite::None,
+        };
         if server.is_https() {
             CookiePolicy {
                 session_name: "__Host-broker_session",
                 login_name: "__Host-broker_login",
                 secure: true,
+                same_site,
             }
         } else {
             CookiePolicy {
                 session_name: "broker_session",
                 login_name: "broker_login",
                 secure: false,
+                same_site,
             }
         }
     }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+mod frontend;
 mod provider;
 
+pub use frontend::{RouteConfig, TokensConfig};
 pub use provider::{
     ClaimMapping, DevUser, FirebaseSettings, ProviderConfig, ProviderKind, default_dev_users,
 };
@@ -59,6 +61,9 @@ pub struct Config {
     pub session: SessionConfig,
     pub store: StoreConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
+    pub tokens: TokensConfig,
+    /// Proxied prefixes, longest first.
+    pub routes: Vec<RouteConfig>,
     /// The key ring that seals provider tokens; `None` only in development (an ephemeral key is
     /// made at start).
     pub keys: Option<KeysConfig>,
@@ -98,6 +103,20 @@ pub struct ServerConfig {
     pub environment: Environment,
     /// Where `/auth/logged-out` sends the browser after a logout (on an allowed origin).
     pub post_logout_url: Option<String>,
+    /// The session cookie's `SameSite`.
+    pub same_site: SameSitePolicy,
+    /// Serve the example page at `/example/`.
+    pub example_app: bool,
+}
+
+/// `SameSite` of the session cookie. `Lax` suits an app on the broker's site; `None` (https only)
+/// lets a cross-site app send the cookie with `credentials: 'include'`, where the browser allows
+/// third-party cookies at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSitePolicy {
+    Lax,
+    Strict,
+    None,
 }
 
 impl ServerConfig {
@@ -153,6 +172,8 @@ struct RawServer {
     allowed_origins: Vec<String>,
     environment: Option<String>,
     post_logout_url: Option<String>,
+    same_site: Option<String>,
+    example_app: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,7 +192,15 @@ struct RawStore {
     url: Option<String>,
 }
 
-const SECTIONS: &[&str] = &["server", "session", "store", "providers", "keys"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "session",
+    "store",
+    "providers",
+    "keys",
+    "tokens",
+    "routes",
+];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
 pub fn load(
@@ -326,6 +355,8 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         .contains_key("keys")
         .then(|| section(&mut table, "keys", &mut problems));
     let raw_providers = table.remove("providers");
+    let raw_tokens: frontend::RawTokens = section(&mut table, "tokens", &mut problems);
+    let raw_routes = table.remove("routes");
     for key in table.keys() {
         problem(
             &mut problems,
@@ -570,6 +601,33 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
                 None
             }
         });
+    let same_site = match server.same_site.as_deref().unwrap_or("lax") {
+        "lax" => SameSitePolicy::Lax,
+        "strict" => SameSitePolicy::Strict,
+        "none" => {
+            if public_url.scheme() != "https" {
+                problem(
+                    &mut problems,
+                    "server.same_site",
+                    "\"none\" needs an https public_url (browsers drop SameSite=None cookies without Secure)",
+                    "serve the broker over https, or use \"lax\" with the app on the broker's site",
+                );
+            }
+            SameSitePolicy::None
+        }
+        other => {
+            problem(
+                &mut problems,
+                "server.same_site",
+                format!("`{other}` is not a SameSite value"),
+                "use \"lax\", \"strict\" or \"none\"",
+            );
+            SameSitePolicy::Lax
+        }
+    };
+    let tokens = frontend::validate_tokens(raw_tokens, &public_url, &mut problems);
+    let mut routes = frontend::validate_routes(raw_routes, &mut problems);
+    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
     let keys = validate_keys(raw_keys, environment, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError(problems));
@@ -582,6 +640,10 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
             allowed_origins,
             environment,
             post_logout_url,
+            same_site,
+            example_app: server
+                .example_app
+                .unwrap_or(environment == Environment::Development),
         },
         session: SessionConfig {
             idle_timeout,
@@ -592,6 +654,8 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         },
         store: StoreConfig { url: store_url },
         providers,
+        tokens,
+        routes,
     })
 }
 

@@ -2,15 +2,15 @@
 //! token obtained by the Firebase JS SDK (the pattern of Firebase's own session cookies).
 
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 use url::Url;
 
-use super::login::{find_provider, finish_login, validate_return_to};
+use super::login::{find_provider, finish_login, land, token_mode, validate_return_to};
 use super::{AppState, check_same_site};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::providers::firebase::HANDOFF_MAX_AUTH_AGE;
@@ -38,6 +38,7 @@ pub fn sign_in_page(
     provider: &Provider,
     fb: &FirebaseClient,
     return_to: &str,
+    token_mode: bool,
     error: Option<&str>,
 ) -> AppResult<Response> {
     let federated: Vec<_> = fb
@@ -47,6 +48,9 @@ pub fn sign_in_page(
             let mut u = Url::parse(&state.login_url()).ok();
             if let Some(u) = u.as_mut() {
                 u.query_pairs_mut().append_pair("provider", &provider.id).append_pair("idp", idp).append_pair("return_to", return_to);
+                if token_mode {
+                    u.query_pairs_mut().append_pair("mode", "token");
+                }
             }
             minijinja::context! { name => idp.clone(), url => u.map(|u| u.to_string()).unwrap_or_default() }
         })
@@ -57,6 +61,7 @@ pub fn sign_in_page(
             provider => provider.display_name.clone(),
             action => state.config.server.url(&format!("/auth/firebase/{}/password", provider.id)),
             return_to => return_to,
+            mode => if token_mode { "token" } else { "cookie" },
             federated => federated,
             error => error,
         },
@@ -73,6 +78,7 @@ struct PasswordForm {
     email: String,
     password: String,
     return_to: Option<String>,
+    mode: Option<String>,
 }
 
 async fn password(
@@ -86,6 +92,7 @@ async fn password(
     let provider = find_provider(&state, &provider_id)?;
     let fb = firebase_of(&provider)?;
     let return_to = validate_return_to(&state, form.return_to.as_deref())?;
+    let token_mode = token_mode(form.mode.as_deref())?;
     let tokens = match fb
         .sign_in_with_password(form.email.trim(), &form.password)
         .await
@@ -93,7 +100,14 @@ async fn password(
         Ok(t) => t,
         // A wrong password shows the form again, with the message, and nothing else changes.
         Err(e) if e.kind == ErrorKind::Unauthorized => {
-            return sign_in_page(&state, &provider, fb, &return_to, Some(&e.message));
+            return sign_in_page(
+                &state,
+                &provider,
+                fb,
+                &return_to,
+                token_mode,
+                Some(&e.message),
+            );
         }
         Err(e) => return Err(e),
     };
@@ -102,12 +116,7 @@ async fn password(
         .await?;
     let record = finish_login(&state, &web_session, &provider, &claims, Some(&tokens)).await?;
     tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded (password)");
-    let mut res = Redirect::to(&return_to).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    Ok(res)
+    land(&state, &return_to, token_mode, &record).await
 }
 
 #[derive(Deserialize)]

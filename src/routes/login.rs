@@ -36,6 +36,65 @@ struct LoginParams {
     return_to: Option<String>,
     /// Firebase: which federated provider (`google.com`, …) to sign in with.
     idp: Option<String>,
+    /// `token`: the app gets a one-time code on `return_to` (token mode); `cookie` (the default):
+    /// the session cookie alone.
+    mode: Option<String>,
+}
+
+/// `mode=token` or `mode=cookie` (the default).
+pub fn token_mode(mode: Option<&str>) -> AppResult<bool> {
+    match mode.filter(|m| !m.is_empty()) {
+        None | Some("cookie") => Ok(false),
+        Some("token") => Ok(true),
+        Some(_) => Err(AppError::bad_request(
+            "invalid_request",
+            "mode must be \"cookie\" or \"token\".",
+        )),
+    }
+}
+
+/// Where the browser goes once signed in: `return_to`, with a one-time `code` in token mode that
+/// the app trades at `POST /auth/token`.
+pub async fn land(
+    state: &AppState,
+    return_to: &str,
+    token_mode: bool,
+    record: &SessionRecord,
+) -> AppResult<Response> {
+    let target = if token_mode {
+        let code = crypto::random_token(32);
+        let ttl = i64::try_from(state.config.tokens.code_ttl.as_secs()).unwrap_or(60);
+        state
+            .store
+            .put_login_code(
+                &code,
+                &record.handle,
+                state.clock.now().unix_timestamp() + ttl,
+            )
+            .await?;
+        let mut url = Url::parse(return_to).map_err(AppError::internal)?;
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "code")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("code", &code);
+        url.to_string()
+    } else {
+        return_to.to_string()
+    };
+    let mut res = Redirect::to(&target).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The code must not leak to other sites through Referer from the landing page's redirect.
+    res.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(res)
 }
 
 /// `return_to` must be on an allowed origin (exactly) or the broker's own; a relative path is taken
@@ -125,6 +184,7 @@ async fn login(
     Query(params): Query<LoginParams>,
 ) -> AppResult<Response> {
     let return_to = validate_return_to(&state, params.return_to.as_deref())?;
+    let token_mode = token_mode(params.mode.as_deref())?;
     let provider_id = match params.provider {
         Some(p) => p,
         None if state.providers.len() == 1 => state
@@ -133,7 +193,7 @@ async fn login(
             .next()
             .map(|p| p.id.clone())
             .unwrap_or_default(),
-        None => return chooser(&state, &return_to),
+        None => return chooser(&state, &return_to, token_mode),
     };
     let provider = find_provider(&state, &provider_id)?;
     // One binding per browser, shared by its tabs; each tab has its own transaction.
@@ -146,6 +206,7 @@ async fn login(
         browser_binding: crypto::sha256_b64(&binding),
         created_at: state.clock.now().unix_timestamp(),
         firebase_session_id: None,
+        token_mode,
     };
     let (key, url) = match &provider.flow {
         Flow::Oidc(client) => {
@@ -159,7 +220,14 @@ async fn login(
         }
         Flow::Firebase(fb) => {
             let Some(idp) = params.idp else {
-                return super::firebase::sign_in_page(&state, &provider, fb, &tx.return_to, None);
+                return super::firebase::sign_in_page(
+                    &state,
+                    &provider,
+                    fb,
+                    &tx.return_to,
+                    token_mode,
+                    None,
+                );
             };
             if !fb.federated.contains(&idp) {
                 return Err(AppError::bad_request(
@@ -201,7 +269,7 @@ async fn login(
     Ok(redirect_with_binding(&state, &url, &binding))
 }
 
-fn chooser(state: &AppState, return_to: &str) -> AppResult<Response> {
+fn chooser(state: &AppState, return_to: &str, token_mode: bool) -> AppResult<Response> {
     let providers: Vec<_> = state
         .providers
         .all()
@@ -209,6 +277,9 @@ fn chooser(state: &AppState, return_to: &str) -> AppResult<Response> {
             let mut u = Url::parse(&state.login_url()).ok();
             if let Some(u) = u.as_mut() {
                 u.query_pairs_mut().append_pair("provider", &p.id).append_pair("return_to", return_to);
+                if token_mode {
+                    u.query_pairs_mut().append_pair("mode", "token");
+                }
             }
             minijinja::context! { name => p.display_name.clone(), url => u.map(|u| u.to_string()).unwrap_or_default() }
         })
@@ -321,10 +392,7 @@ async fn callback(
     };
     let record = finish_login(&state, &web_session, &provider, &claims, Some(&tokens)).await?;
     tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded");
-    let mut res = Redirect::to(&tx.return_to).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    land(&state, &tx.return_to, tx.token_mode, &record).await
 }
 
 fn provider_error(error: Option<&str>) -> AppResult<()> {

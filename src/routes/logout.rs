@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::json;
 use tower_sessions::Session;
 
-use super::{AppState, check_same_site};
+use super::{AppState, caller, check_same_site};
 use crate::error::AppResult;
 use crate::providers::{Flow, OidcClient};
 use crate::session;
@@ -48,12 +48,15 @@ async fn logout(
     headers: HeaderMap,
     web_session: Session,
 ) -> AppResult<Response> {
-    check_same_site(&state, &headers)?;
+    // A bearer token is not sent by browsers on their own, so it needs no cross-site check.
+    if caller::bearer_token(&headers).is_none() {
+        check_same_site(&state, &headers)?;
+    }
     let logged_out = state.config.server.url("/auth/logged-out");
     let mut logout_url = logged_out.clone();
-    if let Some(record) =
-        session::current(&web_session, &state.config.session, state.clock.now()).await?
-    {
+    let caller = caller::authenticate(&state, &headers, &web_session).await?;
+    let ended = caller.as_ref().map(|c| c.session.clone());
+    if let Some(record) = caller.map(|c| c.record) {
         if let Some(row) = state.store.indexed_session(&record.handle).await? {
             let tokens = row
                 .tokens
@@ -90,6 +93,9 @@ async fn logout(
             }
         }
         tracing::info!(user = %record.user.id, session = %record.handle, provider = %record.user.identity.provider, "logout");
+    }
+    if let Some(s) = &ended {
+        session::end(s).await?;
     }
     session::end(&web_session).await?;
     let is_form = headers

@@ -1,8 +1,9 @@
-//! `GET /auth/me`, the session check every page load pays for, and the broker's home page.
+//! `GET /auth/me`, the session check every page load pays for (by cookie, or by a broker access
+//! token in `Authorization: Bearer`), and the broker's home page.
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tower_sessions::Session;
 
-use super::AppState;
+use super::{AppState, caller};
 use crate::error::{AppError, AppResult};
 use crate::session::{self, SessionRecord};
 
@@ -71,8 +72,25 @@ fn me_response(body: Bytes) -> Response {
         .into_response()
 }
 
-async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {
+fn render_me(record: &SessionRecord, policy: &crate::config::SessionConfig) -> AppResult<Bytes> {
+    serde_json::to_vec(&MeResponse {
+        user: &record.user,
+        session: record.view(policy),
+    })
+    .map(Bytes::from)
+    .map_err(AppError::internal)
+}
+
+async fn me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    web_session: Session,
+) -> AppResult<Response> {
     let policy = &state.config.session;
+    if caller::bearer_token(&headers).is_some() {
+        let caller = caller::require(&state, &headers, &web_session).await?;
+        return Ok(me_response(render_me(&caller.record, policy)?));
+    }
     let now = state.clock.now();
     // The one store read: the record as stored.
     let raw = match web_session.get_value(session::RECORD_KEY).await? {
@@ -94,13 +112,7 @@ async fn me(State(state): State<AppState>, web_session: Session) -> AppResult<Re
     let record = crate::tokens::refresh::ensure_fresh(&state, &web_session, record)
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
-    let body = Bytes::from(
-        serde_json::to_vec(&MeResponse {
-            user: &record.user,
-            session: record.view(policy),
-        })
-        .map_err(AppError::internal)?,
-    );
+    let body = render_me(&record, policy)?;
     // Keyed by the record as it is now stored (rewritten if it was touched or refreshed).
     if let Ok(stored) = serde_json::to_string(&record) {
         state

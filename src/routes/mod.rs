@@ -1,11 +1,17 @@
 //! HTTP surfaces, one module each; [`router`] puts them together.
 
 mod backchannel;
+pub mod caller;
+mod check;
+mod example;
 mod firebase;
 mod health;
 mod login;
 pub mod logout;
 pub mod me;
+pub mod proxy;
+mod sessions;
+mod token;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -33,6 +39,12 @@ pub struct Inner {
     pub cookies: CookiePolicy,
     pub vault: crate::tokens::TokenVault,
     pub me_cache: me::MeCache,
+    /// The session store, for sessions opened by handle (bearer tokens, refresh tokens).
+    pub sessions: crate::store::sessions::SqliteSessions,
+    /// The keys that sign broker access tokens.
+    pub keys: crate::tokens::broker_jwt::BrokerKeys,
+    /// The client that talks to `[routes]` upstreams.
+    pub upstream: proxy::UpstreamClient,
 }
 
 #[derive(Clone)]
@@ -48,6 +60,11 @@ impl Deref for AppState {
 impl AppState {
     pub fn login_url(&self) -> String {
         self.config.server.url("/auth/login")
+    }
+
+    /// The `iss` of broker access tokens: the public URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.config.server.url("")
     }
 
     pub fn render(&self, name: &str, ctx: minijinja::Value) -> AppResult<Response> {
@@ -66,6 +83,11 @@ pub fn router(state: AppState) -> Router {
         .merge(me::router())
         .merge(logout::router())
         .merge(health::router())
+        .merge(token::router())
+        .merge(check::router())
+        .merge(sessions::router())
+        .merge(example::router(&state.config.server))
+        .merge(proxy::router(&state.config.routes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             render_errors,

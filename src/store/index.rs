@@ -68,6 +68,20 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Every indexed session of a local user, newest first.
+    pub async fn sessions_of_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<IndexedSession>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM session_index WHERE user_id = ? ORDER BY created_at DESC, handle",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Sessions of a provider identity: by the provider's `sid` when given, else by subject.
     pub async fn sessions_of(
         &self,
@@ -95,7 +109,7 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Ends a session in one transaction: its index row and its tower-sessions record.
+    /// Ends a session in one transaction: its index row, its tower-sessions record and its broker tokens.
     pub async fn end_session(&self, s: &IndexedSession) -> Result<(), sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM session_index WHERE handle = ?")
@@ -106,6 +120,13 @@ impl Store {
             .bind(&s.session_id)
             .execute(&mut *tx)
             .await?;
+        // Broker tokens die with their session.
+        for sql in [
+            "DELETE FROM broker_refresh_tokens WHERE handle = ?",
+            "DELETE FROM login_codes WHERE handle = ?",
+        ] {
+            sqlx::query(sql).bind(&s.handle).execute(&mut *tx).await?;
+        }
         tx.commit().await
     }
 

@@ -13,9 +13,11 @@ use time::OffsetDateTime;
 use crate::crypto;
 use crate::identity::Identity;
 
+mod frontend;
 mod index;
 pub mod sessions;
 
+pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
 
 #[derive(Clone)]
@@ -37,6 +39,9 @@ pub struct LoginTransaction {
     /// Firebase federated sign-in: the `sessionId` from `createAuthUri`.
     #[serde(default)]
     pub firebase_session_id: Option<String>,
+    /// Token mode: the app gets a one-time code instead of relying on the cookie.
+    #[serde(default)]
+    pub token_mode: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -151,7 +151,12 @@ impl TestApp {
 
     /// The full dev-provider login, through its "pick a user" page, as a browser does it.
     pub async fn dev_login(&self, user: &str) -> reqwest::Response {
-        let authorize = self.start_login("provider=dev").await;
+        self.dev_login_query(user, "provider=dev").await
+    }
+
+    /// [`TestApp::dev_login`] starting from `/auth/login?{query}`; returns the callback's answer.
+    pub async fn dev_login_query(&self, user: &str, query: &str) -> reqwest::Response {
+        let authorize = self.start_login(query).await;
         let page = self
             .browser
             .get(&authorize)

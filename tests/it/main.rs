@@ -19,3 +19,4 @@ mod logout;
 mod provider_logout;
 mod refresh;
 mod session;
+mod token_mode;

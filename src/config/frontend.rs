@@ -1,0 +1,314 @@
+//! What faces the frontend beyond the session cookie: `[tokens]` (token mode for WeWeb's Token Based
+//! Auth plugin and broker JWTs) and `[routes."/prefix/"]` (the identity-forwarding reverse proxy).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Problem, parse_duration, problem};
+
+/// `[tokens]`: broker-signed access tokens and broker refresh tokens.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// The `aud` of broker access tokens; the public URL unless set.
+    pub audience: String,
+    pub access_ttl: Duration,
+    /// Rotate broker refresh tokens at every use. Off by default: WeWeb's plugin keeps re-sending
+    /// the first refresh token it was given.
+    pub rotate_refresh_tokens: bool,
+    /// With rotation, how long a replaced refresh token is still accepted.
+    pub rotation_grace: Duration,
+    /// How long the one-time code of a token-mode login can be traded.
+    pub code_ttl: Duration,
+    /// How long a signing key signs before a new one takes over.
+    pub signing_key_lifetime: Duration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    audience: Option<String>,
+    access_ttl: Option<String>,
+    rotate_refresh_tokens: Option<bool>,
+    rotation_grace: Option<String>,
+    code_ttl: Option<String>,
+    signing_key_lifetime: Option<String>,
+}
+
+fn duration_or(
+    problems: &mut Vec<Problem>,
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+    max: Duration,
+) -> Duration {
+    let Some(s) = value else { return default };
+    match parse_duration(s) {
+        Some(d) if !d.is_zero() && d <= max => d,
+        Some(d) if d > max => {
+            problem(
+                problems,
+                key,
+                format!("`{s}` is longer than the allowed {}s", max.as_secs()),
+                format!("use at most {}s", max.as_secs()),
+            );
+            default
+        }
+        _ => {
+            problem(
+                problems,
+                key,
+                format!("`{s}` is not a duration"),
+                "write a number with a unit: s, m, h or d, e.g. \"5m\"",
+            );
+            default
+        }
+    }
+}
+
+pub(super) fn validate_tokens(
+    raw: RawTokens,
+    public_url: &Url,
+    problems: &mut Vec<Problem>,
+) -> TokensConfig {
+    let audience = match raw.audience {
+        Some(a) if a.trim().is_empty() => {
+            problem(
+                problems,
+                "tokens.audience",
+                "empty",
+                "remove it (the public URL is the default) or name your API, e.g. \"https://api.example.com\"",
+            );
+            String::new()
+        }
+        Some(a) => a,
+        None => public_url.as_str().trim_end_matches('/').to_string(),
+    };
+    TokensConfig {
+        audience,
+        access_ttl: duration_or(
+            problems,
+            "tokens.access_ttl",
+            raw.access_ttl.as_deref(),
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        ),
+        rotate_refresh_tokens: raw.rotate_refresh_tokens.unwrap_or(false),
+        rotation_grace: duration_or(
+            problems,
+            "tokens.rotation_grace",
+            raw.rotation_grace.as_deref(),
+            Duration::from_secs(30),
+            Duration::from_secs(600),
+        ),
+        code_ttl: duration_or(
+            problems,
+            "tokens.code_ttl",
+            raw.code_ttl.as_deref(),
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+        ),
+        signing_key_lifetime: duration_or(
+            problems,
+            "tokens.signing_key_lifetime",
+            raw.signing_key_lifetime.as_deref(),
+            Duration::from_secs(30 * 86400),
+            Duration::from_secs(365 * 86400),
+        ),
+    }
+}
+
+/// `[routes."/api/"]`: requests under the prefix need a session and go to `upstream`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Starts and ends with `/`.
+    pub prefix: String,
+    /// The path after the prefix is appended to this URL's path.
+    pub upstream: Url,
+    /// Send `X-Auth-User`, `X-Auth-Email`, … to the upstream.
+    pub identity_headers: bool,
+    /// Send `Authorization: Bearer <broker JWT>` to the upstream.
+    pub jwt: bool,
+    /// How long the upstream may take to start answering.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    upstream: Option<String>,
+    identity_headers: Option<bool>,
+    jwt: Option<bool>,
+    timeout: Option<String>,
+}
+
+/// Paths the broker answers itself; a proxied prefix may not shadow them.
+const RESERVED: &[&str] = &[
+    "/auth/",
+    "/dev/",
+    "/.well-known/",
+    "/example/",
+    "/admin/",
+    "/healthz",
+    "/readyz",
+];
+
+pub(super) fn validate_routes(
+    raw: Option<toml::Value>,
+    problems: &mut Vec<Problem>,
+) -> Vec<RouteConfig> {
+    let table = match raw {
+        None => return Vec::new(),
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => {
+            problem(
+                problems,
+                "routes",
+                "must be a table of routes",
+                "write one [routes.\"/api/\"] table per proxied prefix",
+            );
+            return Vec::new();
+        }
+    };
+    let mut routes = Vec::new();
+    for (prefix, value) in BTreeMap::from_iter(table) {
+        let key = format!("routes.\"{prefix}\"");
+        let raw: RawRoute = match value.try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                problem(
+                    problems,
+                    key,
+                    e.message().trim().to_string(),
+                    "the keys are upstream, identity_headers, jwt and timeout",
+                );
+                continue;
+            }
+        };
+        let well_formed = prefix.starts_with('/')
+            && prefix.ends_with('/')
+            && prefix.len() > 1
+            && !prefix.contains("//")
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+            && !prefix.split('/').any(|s| s == "." || s == "..");
+        if !well_formed {
+            problem(
+                problems,
+                key.clone(),
+                "a route prefix is a path that starts and ends with `/`",
+                "write e.g. [routes.\"/api/\"]",
+            );
+            continue;
+        }
+        if RESERVED
+            .iter()
+            .any(|r| prefix.starts_with(r) || r.starts_with(prefix.as_str()))
+        {
+            problem(
+                problems,
+                key.clone(),
+                "overlaps a path the broker answers itself",
+                format!("choose a prefix outside {}", RESERVED.join(", ")),
+            );
+            continue;
+        }
+        let upstream = match raw.upstream.as_deref().map(Url::parse) {
+            Some(Ok(u))
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.username().is_empty() =>
+            {
+                u
+            }
+            Some(_) => {
+                problem(
+                    problems,
+                    format!("{key}.upstream"),
+                    "not an http(s) URL without query or credentials",
+                    "write e.g. \"http://127.0.0.1:9000/\"",
+                );
+                continue;
+            }
+            None => {
+                problem(
+                    problems,
+                    format!("{key}.upstream"),
+                    "missing",
+                    "name the server to forward to, e.g. upstream = \"http://127.0.0.1:9000/\"",
+                );
+                continue;
+            }
+        };
+        let timeout = duration_or(
+            problems,
+            &format!("{key}.timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        );
+        routes.push(RouteConfig {
+            prefix,
+            upstream,
+            identity_headers: raw.identity_headers.unwrap_or(true),
+            jwt: raw.jwt.unwrap_or(false),
+            timeout,
+        });
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::from_toml_str;
+
+    const DEV: &str = "[providers.dev]\nkind = \"dev\"\n";
+
+    #[test]
+    fn token_defaults_follow_the_public_url() {
+        let c = from_toml_str(DEV, Vec::new()).unwrap();
+        assert_eq!(c.tokens.audience, "http://127.0.0.1:8080");
+        assert_eq!(c.tokens.access_ttl.as_secs(), 300);
+        assert!(!c.tokens.rotate_refresh_tokens);
+        assert_eq!(c.tokens.code_ttl.as_secs(), 60);
+    }
+
+    #[test]
+    fn route_prefixes_are_checked() {
+        let err = from_toml_str(
+            &format!(
+                "{DEV}[routes.\"/auth/\"]\nupstream = \"http://127.0.0.1:9000\"\n\
+                 [routes.\"api\"]\nupstream = \"http://127.0.0.1:9000\"\n\
+                 [routes.\"/data/\"]\nupstream = \"ftp://x\"\n\
+                 [routes.\"/ok/\"]\nupstream = \"http://127.0.0.1:9000/v1/\"\n"
+            ),
+            Vec::new(),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"routes.\"/auth/\""), "{keys:?}");
+        assert!(keys.contains(&"routes.\"api\""), "{keys:?}");
+        assert!(keys.contains(&"routes.\"/data/\".upstream"), "{keys:?}");
+        assert_eq!(keys.len(), 3, "{keys:?}");
+    }
+
+    #[test]
+    fn same_site_none_needs_https() {
+        let err = from_toml_str(
+            &format!("[server]\nsame_site = \"none\"\n{DEV}"),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.0.iter().any(|p| p.key == "server.same_site"), "{err}");
+        let c = from_toml_str(
+            &format!("[server]\nsame_site = \"strict\"\n{DEV}"),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(c.server.same_site, super::super::SameSitePolicy::Strict);
+    }
+}

@@ -1,0 +1,230 @@
+//! Token mode, for frontends that keep tokens rather than cookies (WeWeb's Token Based Auth
+//! plugin): the one-time code of a login is traded at `POST /auth/token` for a broker access token
+//! and a broker refresh token; `POST /auth/token/refresh` renews the access token;
+//! `GET /.well-known/jwks.json` publishes the keys that sign them.
+//!
+//! A refresh token is bound to its local session: it is refused as soon as the session has ended
+//! (logout, revocation, idle timeout, absolute lifetime), and each use counts as activity.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::AppState;
+use super::caller::{self, Caller};
+use crate::crypto;
+use crate::error::{AppError, AppResult};
+use crate::tokens::broker_jwt::AccessClaims;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/token", post(token))
+        .route("/auth/token/refresh", post(refresh))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// A JSON body (what WeWeb sends) or a form body, read into `T`.
+fn read_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> AppResult<T> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let parsed = if is_form {
+        serde_urlencoded_like(body)
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|cause| {
+        AppError::bad_request(
+            "invalid_request",
+            "The request body must be JSON, e.g. {\"code\": \"…\"} or {\"refresh_token\": \"…\"}.",
+        )
+        .with_cause(cause)
+    })
+}
+
+/// Form bodies, through the JSON deserialiser: every field is a string.
+fn serde_urlencoded_like<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+    let map: serde_json::Map<String, serde_json::Value> = url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
+}
+
+fn no_store(mut res: Response) -> Response {
+    // RFC 6749 §5.1: token responses are never cached.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn invalid_grant(message: &'static str) -> AppError {
+    let mut e = AppError::bad_request("invalid_grant", message);
+    e.kind = crate::error::ErrorKind::Unauthorized;
+    e
+}
+
+/// A signed access token for the caller's session.
+pub async fn access_token(state: &AppState, caller: &Caller) -> AppResult<(String, i64)> {
+    let now = state.clock.now().unix_timestamp();
+    let claims = AccessClaims::new(
+        &state.issuer(),
+        &state.config.tokens,
+        &caller.record.user,
+        &caller.record.handle,
+        now,
+        caller.record.idle_expires_at(&state.config.session),
+    );
+    let token = state
+        .keys
+        .sign(&state.store, &state.vault, &state.config.tokens, &claims)
+        .await
+        .map_err(AppError::internal)?;
+    Ok((token, claims.exp - now))
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    code: String,
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
+    let req: TokenRequest = read_body(&headers, &body)?;
+    let now = state.clock.now().unix_timestamp();
+    let refused = || {
+        let mut e = AppError::bad_request(
+            "invalid_grant",
+            "This sign-in code has expired or was already used. Sign in again.",
+        );
+        e.login_url = Some(state.login_url());
+        e
+    };
+    let handle = state
+        .store
+        .take_login_code(&req.code, now)
+        .await?
+        .ok_or_else(refused)?;
+    let caller = caller::live_by_handle(&state, &handle)
+        .await?
+        .ok_or_else(refused)?;
+    let refresh_token = format!("rt_{}", crypto::random_token(32));
+    state
+        .store
+        .put_refresh_token(
+            &refresh_token,
+            &handle,
+            now,
+            caller.record.absolute_expires_at,
+        )
+        .await?;
+    let (access_token, expires_in) = access_token(&state, &caller).await?;
+    tracing::info!(user = %caller.record.user.id, session = %handle, "token-mode code traded");
+    Ok(no_store(
+        Json(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "refresh_token": refresh_token,
+            "user": caller.record.user,
+        }))
+        .into_response(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
+    let req: RefreshRequest = read_body(&headers, &body)?;
+    let now = state.clock.now().unix_timestamp();
+    const ENDED: &str = "This sign-in has ended. Sign in again.";
+    let row = state
+        .store
+        .refresh_token(&req.refresh_token)
+        .await?
+        .filter(|r| r.expires_at > now)
+        .ok_or_else(|| invalid_grant(ENDED))?;
+    let tokens = &state.config.tokens;
+    let grace = i64::try_from(tokens.rotation_grace.as_secs()).unwrap_or(30);
+    if let Some(superseded_at) = row.superseded_at
+        && now - superseded_at > grace
+    {
+        // A replaced token used again after the grace window: it was copied. End the session so
+        // that neither copy goes on working.
+        if let Some(indexed) = state.store.indexed_session(&row.handle).await? {
+            state.store.end_session(&indexed).await?;
+        }
+        tracing::warn!(session = %row.handle, "replaced refresh token used again; session ended");
+        return Err(invalid_grant(ENDED));
+    }
+    let caller = caller::live_by_handle(&state, &row.handle)
+        .await?
+        .ok_or_else(|| invalid_grant(ENDED))?;
+    let refresh_token = if tokens.rotate_refresh_tokens {
+        let next = format!("rt_{}", crypto::random_token(32));
+        let expires_at = caller.record.absolute_expires_at;
+        let rotated = row.superseded_at.is_none()
+            && state
+                .store
+                .rotate_refresh_token(&req.refresh_token, &next, &row.handle, now, expires_at)
+                .await?;
+        if !rotated {
+            // Within the grace window (a retry, or two tabs at once): a token of its own.
+            state
+                .store
+                .put_refresh_token(&next, &row.handle, now, expires_at)
+                .await?;
+        }
+        next
+    } else {
+        req.refresh_token
+    };
+    let (access_token, expires_in) = access_token(&state, &caller).await?;
+    Ok(no_store(
+        Json(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "refresh_token": refresh_token,
+            "user": caller.record.user,
+        }))
+        .into_response(),
+    ))
+}
+
+async fn jwks(State(state): State<AppState>) -> AppResult<Response> {
+    let keys = state
+        .keys
+        .jwks(
+            &state.store,
+            &state.vault,
+            &state.config.tokens,
+            state.clock.now().unix_timestamp(),
+        )
+        .await
+        .map_err(|e| AppError::unavailable("key store", e))?;
+    let mut res = Json(keys).into_response();
+    // Short enough that a verifier sees a new key well before it signs (keys are published ahead).
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(res)
+}

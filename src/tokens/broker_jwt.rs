@@ -1,0 +1,355 @@
+//! Broker access tokens: short-lived RS256 JWTs that name the local user and session, for token
+//! mode and for the APIs behind the broker. The signing keys live in the store (private halves
+//! sealed under the `[keys]` ring), so every instance signs with the same key and verifies every
+//! other instance's tokens. A key signs for `signing_key_lifetime`, then a new one takes over; the
+//! old public key stays published until every token it signed has expired, so a rotation breaks no
+//! token in flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::TokensConfig;
+use crate::crypto;
+use crate::identity::UserView;
+use crate::jose::RsaSigner;
+use crate::store::{SigningKeyRow, Store};
+use crate::tokens::TokenVault;
+
+/// The claims of a broker access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The broker's own user id.
+    pub sub: String,
+    /// The public handle of the local session.
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl AccessClaims {
+    pub fn new(
+        issuer: &str,
+        config: &TokensConfig,
+        user: &UserView,
+        handle: &str,
+        now: i64,
+        session_ends_at: i64,
+    ) -> Self {
+        let ttl = i64::try_from(config.access_ttl.as_secs()).unwrap_or(300);
+        AccessClaims {
+            iss: issuer.to_string(),
+            aud: config.audience.clone(),
+            sub: user.id.clone(),
+            sid: handle.to_string(),
+            iat: now,
+            // Never past the session's own end.
+            exp: (now + ttl).min(session_ends_at).max(now + 1),
+            jti: crypto::random_token(12),
+            provider: user.identity.provider.clone(),
+            email: user.identity.email.clone(),
+            email_verified: user.identity.email_verified,
+            name: user.identity.name.clone(),
+            groups: user.identity.groups.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("the token is not a broker access token: {0}")]
+    Invalid(String),
+    #[error("the token has expired")]
+    Expired,
+    #[error("no signing key: {0}")]
+    Keys(String),
+}
+
+struct PublicKey {
+    jwk: Value,
+    created_at: i64,
+    decoding: DecodingKey,
+}
+
+#[derive(Default)]
+struct KeySet {
+    /// The key that signs now, with its creation time.
+    signer: Option<(Arc<RsaSigner>, i64)>,
+    /// When the newest key this instance can sign with was made.
+    newest: i64,
+    public: HashMap<String, Arc<PublicKey>>,
+    /// When the set was last read from the store (unix seconds).
+    loaded_at: i64,
+}
+
+/// The broker's signing keys, cached from the store.
+pub struct BrokerKeys {
+    set: RwLock<KeySet>,
+    /// One reload or key generation at a time in this process.
+    reload: tokio::sync::Mutex<()>,
+}
+
+/// Unknown `kid`s reload the set from the store at most this often (a flood of forged tokens must
+/// not turn into a flood of store reads). Keys are made ahead of use, so another instance's new
+/// key is normally known long before its first token arrives.
+const RELOAD_EVERY_SECS: i64 = 1;
+
+impl Default for BrokerKeys {
+    fn default() -> Self {
+        BrokerKeys {
+            set: RwLock::new(KeySet::default()),
+            reload: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+fn lifetime(config: &TokensConfig) -> i64 {
+    i64::try_from(config.signing_key_lifetime.as_secs()).unwrap_or(30 * 86400)
+}
+
+/// The next key is made this long before the current one stops signing, and published from then
+/// on, so that verifiers that cache the JWKS know it before the first token it signs.
+fn prepublish(config: &TokensConfig) -> i64 {
+    (lifetime(config) / 10).min(86400)
+}
+
+/// Keys created before this are neither used nor published.
+pub fn publish_cutoff(config: &TokensConfig, now: i64) -> i64 {
+    let ttl = i64::try_from(config.access_ttl.as_secs()).unwrap_or(300);
+    now - lifetime(config) - ttl
+}
+
+fn context(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
+impl BrokerKeys {
+    /// The cached signer, if it still signs and its successor is not due yet.
+    fn current_signer(&self, config: &TokensConfig, now: i64) -> Option<Arc<RsaSigner>> {
+        let set = self.set.read().ok()?;
+        let (signer, created) = set.signer.as_ref()?;
+        let successor_due = now >= set.newest + lifetime(config) - prepublish(config);
+        (now < created + lifetime(config) && !successor_due).then(|| signer.clone())
+    }
+
+    /// Reads every key from the store into the cache.
+    async fn reload(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        now: i64,
+    ) -> Result<(), JwtError> {
+        let mut rows = store
+            .signing_keys()
+            .await
+            .map_err(|e| JwtError::Keys(e.to_string()))?;
+        // Oldest first: the oldest key that still signs is the signer, so a successor made ahead
+        // of time waits its turn.
+        rows.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+        let cutoff = publish_cutoff(config, now);
+        let mut fresh = KeySet {
+            loaded_at: now,
+            ..Default::default()
+        };
+        for row in rows.iter().filter(|r| r.created_at >= cutoff) {
+            let Some(public) = public_key(row) else {
+                continue;
+            };
+            fresh.public.insert(row.kid.clone(), Arc::new(public));
+            if now >= row.created_at + lifetime(config) {
+                continue;
+            }
+            // A key sealed under a key that has left the ring is only published.
+            let Some(signer) = vault
+                .open_value(&row.sealed_private, &context(&row.kid))
+                .ok()
+                .and_then(|der| crypto::b64url_decode(&der))
+                .and_then(|der| RsaSigner::from_pkcs8(row.kid.clone(), &der).ok())
+            else {
+                continue;
+            };
+            fresh.newest = fresh.newest.max(row.created_at);
+            if fresh.signer.is_none() {
+                fresh.signer = Some((Arc::new(signer), row.created_at));
+            }
+        }
+        if let Ok(mut set) = self.set.write() {
+            *set = fresh;
+        }
+        Ok(())
+    }
+
+    /// The key to sign with: the cached one, else the store's, making the next key when it is due.
+    async fn signer(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        now: i64,
+    ) -> Result<Arc<RsaSigner>, JwtError> {
+        if let Some(s) = self.current_signer(config, now) {
+            return Ok(s);
+        }
+        let _one = self.reload.lock().await;
+        if let Some(s) = self.current_signer(config, now) {
+            return Ok(s);
+        }
+        self.reload(store, vault, config, now).await?;
+        if let Some(s) = self.current_signer(config, now) {
+            return Ok(s);
+        }
+        let kid = format!("bk_{}", crypto::random_token(9));
+        let signer = RsaSigner::generate(kid.clone()).map_err(|e| JwtError::Keys(e.to_string()))?;
+        let der = signer.pkcs8().map_err(|e| JwtError::Keys(e.to_string()))?;
+        let sealed = vault
+            .seal_value(&crypto::b64url(&der), &context(&kid))
+            .map_err(|e| JwtError::Keys(e.to_string()))?;
+        store
+            .add_signing_key(&SigningKeyRow {
+                kid: kid.clone(),
+                sealed_private: sealed,
+                public_jwk: signer.jwk().to_string(),
+                created_at: now,
+            })
+            .await
+            .map_err(|e| JwtError::Keys(e.to_string()))?;
+        tracing::info!(%kid, "new signing key for broker tokens");
+        self.reload(store, vault, config, now).await?;
+        self.current_signer(config, now)
+            .ok_or_else(|| JwtError::Keys("the new key did not load".into()))
+    }
+
+    pub async fn sign(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        claims: &AccessClaims,
+    ) -> Result<String, JwtError> {
+        let signer = self.signer(store, vault, config, claims.iat).await?;
+        let claims = serde_json::to_value(claims).map_err(|e| JwtError::Keys(e.to_string()))?;
+        signer
+            .sign(&claims)
+            .map_err(|e| JwtError::Keys(e.to_string()))
+    }
+
+    fn public(&self, kid: &str) -> Option<Arc<PublicKey>> {
+        self.set.read().ok()?.public.get(kid).cloned()
+    }
+
+    /// Verifies signature, `iss`, `aud` and `exp` (against the broker's clock).
+    pub async fn verify(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        issuer: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, JwtError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(JwtError::Invalid("algorithm".into()));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| JwtError::Invalid("no kid".into()))?;
+        let key = match self.public(&kid) {
+            Some(k) => k,
+            None => {
+                // Maybe another instance made a new key since this one last looked.
+                let stale = self
+                    .set
+                    .read()
+                    .map(|s| now - s.loaded_at >= RELOAD_EVERY_SECS)
+                    .unwrap_or(true);
+                if stale {
+                    let _one = self.reload.lock().await;
+                    self.reload(store, vault, config, now).await?;
+                }
+                self.public(&kid)
+                    .ok_or_else(|| JwtError::Invalid("unknown kid".into()))?
+            }
+        };
+        if key.created_at < publish_cutoff(config, now) {
+            return Err(JwtError::Invalid("retired key".into()));
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[&config.audience]);
+        // Time is checked below against the broker's clock.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["iss", "aud", "sub", "exp"]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+            .map_err(|e| JwtError::Invalid(e.to_string()))?;
+        if data.claims.exp <= now {
+            return Err(JwtError::Expired);
+        }
+        Ok(data.claims)
+    }
+
+    /// The JWKS: every key whose tokens may still be in flight.
+    pub async fn jwks(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        now: i64,
+    ) -> Result<Value, JwtError> {
+        // Make sure there is a key to publish before anyone needs one.
+        self.signer(store, vault, config, now).await?;
+        let cutoff = publish_cutoff(config, now);
+        let set = self
+            .set
+            .read()
+            .map_err(|_| JwtError::Keys("key cache poisoned".into()))?;
+        let mut keys: Vec<&Arc<PublicKey>> = set
+            .public
+            .values()
+            .filter(|k| k.created_at >= cutoff)
+            .collect();
+        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }))
+    }
+
+    /// Re-reads the store (the sweeper calls this so that rotations elsewhere are seen).
+    pub async fn refresh(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        now: i64,
+    ) -> Result<(), JwtError> {
+        let _one = self.reload.lock().await;
+        self.reload(store, vault, config, now).await
+    }
+}
+
+fn public_key(row: &SigningKeyRow) -> Option<PublicKey> {
+    let jwk: Value = serde_json::from_str(&row.public_jwk).ok()?;
+    let n = jwk.get("n")?.as_str()?;
+    let e = jwk.get("e")?.as_str()?;
+    let decoding = DecodingKey::from_rsa_components(n, e).ok()?;
+    Some(PublicKey {
+        jwk,
+        created_at: row.created_at,
+        decoding,
+    })
+}
