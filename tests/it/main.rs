@@ -10,6 +10,7 @@ mod peers;
 
 mod cli;
 mod firebase;
+mod frontend;
 mod id_token;
 mod interop_firebase;
 mod interop_oidc_provider;
