@@ -325,7 +325,7 @@ impl BrokerKeys {
             .values()
             .filter(|k| k.created_at >= cutoff)
             .collect();
-        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         Ok(serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }))
     }
 
