@@ -111,7 +111,7 @@ async fn end_sessions(
         .filter(|r| sub.is_none_or(|s| r.subject == s))
         .collect();
     for row in &rows {
-        state.store.end_session(row).await?;
+        state.end_session(row).await?;
     }
     Ok(rows.len())
 }

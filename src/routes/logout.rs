@@ -62,7 +62,7 @@ async fn logout(
                 .tokens
                 .as_deref()
                 .and_then(|s| state.vault.open(s, &row.handle).ok());
-            state.store.end_session(&row).await?;
+            state.end_session(&row).await?;
             if let Some(Flow::Firebase(fb)) = state.providers.get(&row.provider).map(|p| &p.flow) {
                 // Firebase has no token revocation endpoint: its sessions end by validSince.
                 match fb.revoke_sessions(&row.subject).await {

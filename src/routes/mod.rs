@@ -62,6 +62,13 @@ impl AppState {
         self.config.server.url("/auth/login")
     }
 
+    /// Ends a session everywhere: its record in the session store (so no instance accepts its
+    /// cookie or tokens again), then its index row and broker tokens.
+    pub async fn end_session(&self, row: &crate::store::IndexedSession) -> AppResult<()> {
+        self.store.end_session(row).await?;
+        Ok(())
+    }
+
     /// The `iss` of broker access tokens: the public URL without a trailing slash.
     pub fn issuer(&self) -> String {
         self.config.server.url("")

@@ -169,7 +169,7 @@ async fn refresh(
         // A replaced token used again after the grace window: it was copied. End the session so
         // that neither copy goes on working.
         if let Some(indexed) = state.store.indexed_session(&row.handle).await? {
-            state.store.end_session(&indexed).await?;
+            state.end_session(&indexed).await?;
         }
         tracing::warn!(session = %row.handle, "replaced refresh token used again; session ended");
         return Err(invalid_grant(ENDED));

@@ -76,7 +76,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreOpenError::Open)?;
-        sqlx::migrate!("src/store/migrations")
+        sqlx::migrate!("src/store/migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;

@@ -154,7 +154,7 @@ async fn refresh_locked(
         }
         Err(e) if e.definitive => {
             tracing::info!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh refused: session ended");
-            state.store.end_session(&row).await?;
+            state.end_session(&row).await?;
             session::end(web_session).await?;
             Ok(None)
         }
@@ -164,7 +164,7 @@ async fn refresh_locked(
                 .is_none_or(|exp| now.unix_timestamp() >= exp);
             if policy.on_refresh_failure == RefreshFailurePolicy::End || expired {
                 tracing::info!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh failed: session ended by policy");
-                state.store.end_session(&row).await?;
+                state.end_session(&row).await?;
                 session::end(web_session).await?;
                 return Ok(None);
             }
