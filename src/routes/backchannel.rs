@@ -103,7 +103,7 @@ async fn end_sessions(
     provider: &str,
     sid: Option<&str>,
     sub: Option<&str>,
-) -> Result<usize, sqlx::Error> {
+) -> crate::error::AppResult<usize> {
     let rows = state.store.sessions_of(provider, sid, sub).await?;
     // With both, §2.6 says the sid identifies the session and sub must agree with it.
     let rows: Vec<_> = rows
