@@ -31,7 +31,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use tower_sessions::{ExpiredDeletion, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, Environment};
@@ -39,8 +38,8 @@ use crate::http_client::{AddressPolicy, HttpClient};
 use crate::providers::ProviderRegistry;
 use crate::routes::{AppState, Inner};
 use crate::session::CookiePolicy;
-use crate::store::Store;
-use crate::store::sessions::SqliteSessions;
+use crate::store::Backends;
+use crate::store::sessions::SessionBackend;
 use crate::templates::Templates;
 use crate::tokens::TokenVault;
 use crate::tokens::seal::KeyRing;
@@ -104,20 +103,12 @@ fn cors(config: &Config) -> CorsLayer {
 pub struct App {
     router: Router,
     state: AppState,
-    sessions: SqliteSessions,
+    sessions: SessionBackend,
 }
 
 impl App {
     pub async fn build(config: Config, clock: SharedClock) -> Result<App, StartupError> {
-        let store = Store::open(&config.store.url).await?;
-        let sessions = SqliteSessions::new(
-            SqliteStore::new(store.pool().clone()),
-            store.path().to_path_buf(),
-        );
-        sessions
-            .migrate()
-            .await
-            .map_err(|e| StartupError::SessionTable(e.to_string()))?;
+        let Backends { store, sessions } = Backends::open(&config).await?;
         let templates = Templates::load().map_err(|e| StartupError::Templates(e.to_string()))?;
 
         let mut policy = AddressPolicy {

@@ -60,6 +60,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub session: SessionConfig,
     pub store: StoreConfig,
+    pub sessions: Option<SessionStoreConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub tokens: TokensConfig,
     /// Proxied prefixes, longest first.
@@ -158,7 +159,28 @@ pub enum RefreshFailurePolicy {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://…`.
     pub url: String,
+    /// Postgres: the schema that holds the broker's tables (so brokers can share a server).
+    pub schema: Option<String>,
+}
+
+/// `[sessions]`: session records in Redis instead of the SQL store.
+#[derive(Clone)]
+pub struct SessionStoreConfig {
+    /// `redis://`, `rediss://`, `redis-cluster://` or `redis-sentinel://`.
+    pub url: String,
+    /// Every key starts with this, so brokers can share a Redis.
+    pub prefix: String,
+}
+
+impl fmt::Debug for SessionStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStoreConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 // ---- raw, as written ------------------------------------------------------------------------
@@ -190,6 +212,14 @@ struct RawSession {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
+    schema: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    url: Option<String>,
+    prefix: Option<String>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -351,6 +381,9 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let server: RawServer = section(&mut table, "server", &mut problems);
     let session: RawSession = section(&mut table, "session", &mut problems);
     let store: RawStore = section(&mut table, "store", &mut problems);
+    let raw_sessions: Option<RawSessions> = table
+        .contains_key("sessions")
+        .then(|| section(&mut table, "sessions", &mut problems));
     let raw_keys: Option<RawKeys> = table
         .contains_key("keys")
         .then(|| section(&mut table, "keys", &mut problems));
@@ -519,14 +552,71 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let store_url = store
         .url
         .unwrap_or_else(|| "sqlite://data/broker.db".into());
-    if !store_url.starts_with("sqlite:") {
+    let is_postgres =
+        store_url.starts_with("postgres://") || store_url.starts_with("postgresql://");
+    if !store_url.starts_with("sqlite:") && !is_postgres {
         problem(
             &mut problems,
             "store.url",
             format!("`{}` is not a supported store", redact_url(&store_url)),
-            "use sqlite://PATH (e.g. \"sqlite://data/broker.db\")",
+            "use sqlite://PATH (e.g. \"sqlite://data/broker.db\") or postgres://USER@HOST/DB",
         );
     }
+    match store.schema.as_deref() {
+        Some(_) if !is_postgres => problem(
+            &mut problems,
+            "store.schema",
+            "only a Postgres store has schemas",
+            "remove it, or use a postgres:// store.url",
+        ),
+        Some(name) if !crate::store::valid_schema(name) => problem(
+            &mut problems,
+            "store.schema",
+            format!("`{name}` is not a usable schema name"),
+            "use lowercase letters, digits and _ (e.g. \"oidc_broker\")",
+        ),
+        _ => {}
+    }
+    let sessions = raw_sessions.and_then(|raw| {
+        let url = match raw.url {
+            Some(u)
+                if ["redis://", "rediss://", "redis-cluster://", "redis-sentinel://"]
+                    .iter()
+                    .any(|p| u.starts_with(p)) =>
+            {
+                u
+            }
+            Some(u) => {
+                problem(
+                    &mut problems,
+                    "sessions.url",
+                    format!("`{}` is not a Redis URL", redact_url(&u)),
+                    "use redis://HOST:6379/0 (or rediss://, redis-cluster://, redis-sentinel://)",
+                );
+                return None;
+            }
+            None => {
+                problem(
+                    &mut problems,
+                    "sessions.url",
+                    "missing",
+                    "name the Redis that holds the sessions, or remove [sessions] to keep them in the SQL store",
+                );
+                return None;
+            }
+        };
+        let prefix = raw.prefix.unwrap_or_else(|| "oidc-broker:".into());
+        if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            problem(
+                &mut problems,
+                "sessions.prefix",
+                "must be 1 to 64 printable characters without spaces",
+                "use e.g. \"oidc-broker:\" or \"app1:\"",
+            );
+            return None;
+        }
+        Some(SessionStoreConfig { url, prefix })
+    });
 
     let mut providers = BTreeMap::new();
     match raw_providers {
@@ -652,7 +742,11 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
             refresh_margin,
             on_refresh_failure,
         },
-        store: StoreConfig { url: store_url },
+        store: StoreConfig {
+            url: store_url,
+            schema: store.schema,
+        },
+        sessions,
         providers,
         tokens,
         routes,

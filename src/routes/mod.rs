@@ -40,7 +40,7 @@ pub struct Inner {
     pub vault: crate::tokens::TokenVault,
     pub me_cache: me::MeCache,
     /// The session store, for sessions opened by handle (bearer tokens, refresh tokens).
-    pub sessions: crate::store::sessions::SqliteSessions,
+    pub sessions: crate::store::sessions::SessionBackend,
     /// The keys that sign broker access tokens.
     pub keys: crate::tokens::broker_jwt::BrokerKeys,
     /// The client that talks to `[routes]` upstreams.
@@ -65,8 +65,12 @@ impl AppState {
     /// Ends a session everywhere: its record in the session store (so no instance accepts its
     /// cookie or tokens again), then its index row and broker tokens.
     pub async fn end_session(&self, row: &crate::store::IndexedSession) -> AppResult<()> {
-        self.store.end_session(row).await?;
-        Ok(())
+        crate::store::end_session(&self.store, &self.sessions, row)
+            .await
+            .map_err(|e| match e {
+                crate::store::EndSessionError::Sql(e) => AppError::from(e),
+                other => AppError::unavailable("session store", other),
+            })
     }
 
     /// The `iss` of broker access tokens: the public URL without a trailing slash.

@@ -28,7 +28,7 @@ impl Store {
         handle: &str,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO login_codes (code_hash, handle, expires_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO login_codes (code_hash, handle, expires_at) VALUES ($1, $2, $3)")
             .bind(crypto::sha256_b64(code))
             .bind(handle)
             .bind(expires_at)
@@ -44,7 +44,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<String>, sqlx::Error> {
         let row: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM login_codes WHERE code_hash = ? RETURNING handle, expires_at",
+            "DELETE FROM login_codes WHERE code_hash = $1 RETURNING handle, expires_at",
         )
         .bind(crypto::sha256_b64(code))
         .fetch_optional(self.pool())
@@ -60,7 +60,7 @@ impl Store {
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO broker_refresh_tokens (token_hash, handle, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO broker_refresh_tokens (token_hash, handle, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(crypto::sha256_b64(token))
         .bind(handle)
@@ -73,7 +73,7 @@ impl Store {
 
     pub async fn refresh_token(&self, token: &str) -> Result<Option<RefreshTokenRow>, sqlx::Error> {
         let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT handle, expires_at, superseded_at FROM broker_refresh_tokens WHERE token_hash = ?",
+            "SELECT handle, expires_at, superseded_at FROM broker_refresh_tokens WHERE token_hash = $1",
         )
         .bind(crypto::sha256_b64(token))
         .fetch_optional(self.pool())
@@ -99,7 +99,7 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let marked = sqlx::query(
-            "UPDATE broker_refresh_tokens SET superseded_at = ? WHERE token_hash = ? AND superseded_at IS NULL",
+            "UPDATE broker_refresh_tokens SET superseded_at = $1 WHERE token_hash = $2 AND superseded_at IS NULL",
         )
         .bind(now)
         .bind(crypto::sha256_b64(old))
@@ -110,7 +110,7 @@ impl Store {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO broker_refresh_tokens (token_hash, handle, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO broker_refresh_tokens (token_hash, handle, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(crypto::sha256_b64(new))
         .bind(handle)
@@ -144,7 +144,7 @@ impl Store {
 
     pub async fn add_signing_key(&self, key: &SigningKeyRow) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO signing_keys (kid, sealed_private, public_jwk, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO signing_keys (kid, sealed_private, public_jwk, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&key.kid)
         .bind(&key.sealed_private)
@@ -159,12 +159,15 @@ impl Store {
     pub async fn sweep_token_mode(&self, now: i64, keys_before: i64) -> Result<u64, sqlx::Error> {
         let mut n = 0;
         for (sql, ts) in [
-            ("DELETE FROM login_codes WHERE expires_at <= ?", now),
+            ("DELETE FROM login_codes WHERE expires_at <= $1", now),
             (
-                "DELETE FROM broker_refresh_tokens WHERE expires_at <= ?",
+                "DELETE FROM broker_refresh_tokens WHERE expires_at <= $1",
                 now,
             ),
-            ("DELETE FROM signing_keys WHERE created_at < ?", keys_before),
+            (
+                "DELETE FROM signing_keys WHERE created_at < $1",
+                keys_before,
+            ),
         ] {
             n += sqlx::query(sql)
                 .bind(ts)

@@ -21,7 +21,7 @@ pub struct IndexedSession {
     pub access_expires_at: Option<i64>,
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<IndexedSession, sqlx::Error> {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<IndexedSession, sqlx::Error> {
     Ok(IndexedSession {
         handle: r.try_get("handle")?,
         session_id: r.try_get("session_id")?,
@@ -40,7 +40,7 @@ impl Store {
     pub async fn index_session(&self, s: &IndexedSession) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO session_index (handle, session_id, user_id, provider, subject, provider_sid, created_at, expires_at, tokens, access_expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.handle)
         .bind(&s.session_id)
@@ -61,7 +61,7 @@ impl Store {
         &self,
         handle: &str,
     ) -> Result<Option<IndexedSession>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM session_index WHERE handle = ?")
+        let row = sqlx::query("SELECT * FROM session_index WHERE handle = $1")
             .bind(handle)
             .fetch_optional(self.pool())
             .await?;
@@ -74,7 +74,7 @@ impl Store {
         user_id: &str,
     ) -> Result<Vec<IndexedSession>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT * FROM session_index WHERE user_id = ? ORDER BY created_at DESC, handle",
+            "SELECT * FROM session_index WHERE user_id = $1 ORDER BY created_at DESC, handle",
         )
         .bind(user_id)
         .fetch_all(self.pool())
@@ -91,14 +91,14 @@ impl Store {
     ) -> Result<Vec<IndexedSession>, sqlx::Error> {
         let rows = match (sid, subject) {
             (Some(sid), _) => {
-                sqlx::query("SELECT * FROM session_index WHERE provider = ? AND provider_sid = ?")
+                sqlx::query("SELECT * FROM session_index WHERE provider = $1 AND provider_sid = $2")
                     .bind(provider)
                     .bind(sid)
                     .fetch_all(self.pool())
                     .await?
             }
             (None, Some(sub)) => {
-                sqlx::query("SELECT * FROM session_index WHERE provider = ? AND subject = ?")
+                sqlx::query("SELECT * FROM session_index WHERE provider = $1 AND subject = $2")
                     .bind(provider)
                     .bind(sub)
                     .fetch_all(self.pool())
@@ -109,21 +109,14 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Ends a session in one transaction: its index row, its tower-sessions record and its broker tokens.
+    /// Removes a session's index row and broker tokens, in one transaction (the record itself is
+    /// the session store's: see [`super::Backends::end_session`]).
     pub async fn end_session(&self, s: &IndexedSession) -> Result<(), sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM session_index WHERE handle = ?")
-            .bind(&s.handle)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM tower_sessions WHERE id = ?")
-            .bind(&s.session_id)
-            .execute(&mut *tx)
-            .await?;
-        // Broker tokens die with their session.
         for sql in [
-            "DELETE FROM broker_refresh_tokens WHERE handle = ?",
-            "DELETE FROM login_codes WHERE handle = ?",
+            "DELETE FROM session_index WHERE handle = $1",
+            "DELETE FROM broker_refresh_tokens WHERE handle = $1",
+            "DELETE FROM login_codes WHERE handle = $1",
         ] {
             sqlx::query(sql).bind(&s.handle).execute(&mut *tx).await?;
         }
@@ -137,13 +130,15 @@ impl Store {
         sealed: &str,
         access_expires_at: Option<i64>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE session_index SET tokens = ?, access_expires_at = ? WHERE handle = ?")
-            .bind(sealed)
-            .bind(access_expires_at)
-            .bind(handle)
-            .execute(self.pool())
-            .await
-            .map(|_| ())
+        sqlx::query(
+            "UPDATE session_index SET tokens = $1, access_expires_at = $2 WHERE handle = $3",
+        )
+        .bind(sealed)
+        .bind(access_expires_at)
+        .bind(handle)
+        .execute(self.pool())
+        .await
+        .map(|_| ())
     }
 
     /// Takes the refresh lock of a session unless another holder has it until later than `now`.
@@ -155,8 +150,8 @@ impl Store {
         until: i64,
     ) -> Result<bool, sqlx::Error> {
         let r = sqlx::query(
-            "INSERT INTO refresh_locks (handle, holder, until) VALUES (?, ?, ?)
-             ON CONFLICT (handle) DO UPDATE SET holder = excluded.holder, until = excluded.until WHERE refresh_locks.until <= ?",
+            "INSERT INTO refresh_locks (handle, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (handle) DO UPDATE SET holder = excluded.holder, until = excluded.until WHERE refresh_locks.until <= $4",
         )
         .bind(handle)
         .bind(holder)
@@ -168,7 +163,7 @@ impl Store {
     }
 
     pub async fn unlock_refresh(&self, handle: &str, holder: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM refresh_locks WHERE handle = ? AND holder = ?")
+        sqlx::query("DELETE FROM refresh_locks WHERE handle = $1 AND holder = $2")
             .bind(handle)
             .bind(holder)
             .execute(self.pool())
@@ -178,12 +173,12 @@ impl Store {
 
     pub async fn sweep_expired_index(&self, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
         let ts = now.unix_timestamp();
-        let a = sqlx::query("DELETE FROM session_index WHERE expires_at <= ?")
+        let a = sqlx::query("DELETE FROM session_index WHERE expires_at <= $1")
             .bind(ts)
             .execute(self.pool())
             .await?
             .rows_affected();
-        let b = sqlx::query("DELETE FROM seen_logout_tokens WHERE expires_at <= ?")
+        let b = sqlx::query("DELETE FROM seen_logout_tokens WHERE expires_at <= $1")
             .bind(ts)
             .execute(self.pool())
             .await?
@@ -198,7 +193,7 @@ impl Store {
         jti: &str,
         expires_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("INSERT INTO seen_logout_tokens (provider, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        let r = sqlx::query("INSERT INTO seen_logout_tokens (provider, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(provider)
             .bind(jti)
             .bind(expires_at)
@@ -215,7 +210,7 @@ impl Store {
         next_try_at: i64,
         error: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO pending_revocations (provider, sealed, context, attempts, next_try_at, last_error) VALUES (?, ?, ?, 1, ?, ?)")
+        sqlx::query("INSERT INTO pending_revocations (provider, sealed, context, attempts, next_try_at, last_error) VALUES ($1, $2, $3, 1, $4, $5)")
             .bind(provider)
             .bind(sealed)
             .bind(context)
@@ -231,14 +226,14 @@ impl Store {
         &self,
         now: i64,
     ) -> Result<Vec<(i64, String, String, String, i64)>, sqlx::Error> {
-        sqlx::query_as("SELECT id, provider, sealed, context, attempts FROM pending_revocations WHERE next_try_at <= ? ORDER BY id LIMIT 50")
+        sqlx::query_as("SELECT id, provider, sealed, context, attempts FROM pending_revocations WHERE next_try_at <= $1 ORDER BY id LIMIT 50")
             .bind(now)
             .fetch_all(self.pool())
             .await
     }
 
     pub async fn revocation_done(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM pending_revocations WHERE id = ?")
+        sqlx::query("DELETE FROM pending_revocations WHERE id = $1")
             .bind(id)
             .execute(self.pool())
             .await
@@ -251,7 +246,7 @@ impl Store {
         next_try_at: i64,
         error: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE pending_revocations SET attempts = attempts + 1, next_try_at = ?, last_error = ? WHERE id = ?")
+        sqlx::query("UPDATE pending_revocations SET attempts = attempts + 1, next_try_at = $1, last_error = $2 WHERE id = $3")
             .bind(next_try_at)
             .bind(error)
             .bind(id)

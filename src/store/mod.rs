@@ -1,15 +1,24 @@
-//! The SQL store: users, identity links and login transactions (sessions live in the
-//! tower-sessions table of the same database). SQLite is the embedded default.
+//! The SQL store: users, identity links, login transactions, the session index and everything
+//! else that must outlive a process — on SQLite (the embedded default) or PostgreSQL, through one set
+//! of queries (sqlx's `Any` driver; `$N` placeholders, SQL both engines speak). Session records
+//! live in the session store ([`sessions::SessionBackend`]): the same database, or Redis.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Executor};
 use time::OffsetDateTime;
+use tower_sessions::session::Id;
+use tower_sessions::session_store::SessionStore;
 
+use crate::config::{Config, SessionStoreConfig};
 use crate::crypto;
 use crate::identity::Identity;
 
@@ -19,11 +28,187 @@ pub mod sessions;
 
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
+use sessions::{RedisSessions, SessionBackend, SqliteSessions};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    path: std::path::PathBuf,
+    pool: AnyPool,
+}
+
+/// The SQL store and the session store, opened from a configuration.
+#[derive(Clone)]
+pub struct Backends {
+    pub store: Store,
+    pub sessions: SessionBackend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndSessionError {
+    #[error("the session store is unavailable: {0}")]
+    Sessions(String),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+impl Backends {
+    pub async fn open(config: &Config) -> Result<Backends, StoreOpenError> {
+        sqlx::any::install_default_drivers();
+        let url = config.store.url.as_str();
+        let schema = config.store.schema.as_deref();
+        let (pool, sql_sessions) = if url.starts_with("sqlite:") {
+            open_sqlite(url).await?
+        } else {
+            open_postgres(url, schema).await?
+        };
+        let sessions = match &config.sessions {
+            Some(SessionStoreConfig { url, prefix }) => SessionBackend::Redis(
+                RedisSessions::connect(url, prefix)
+                    .await
+                    .map_err(StoreOpenError::Sessions)?,
+            ),
+            None => sql_sessions,
+        };
+        Ok(Backends {
+            store: Store { pool },
+            sessions,
+        })
+    }
+
+    pub async fn end_session(&self, row: &IndexedSession) -> Result<(), EndSessionError> {
+        end_session(&self.store, &self.sessions, row).await
+    }
+}
+
+/// Ends a session everywhere: its record first (from then on no instance accepts its cookie or its
+/// tokens), then its index row and broker tokens. If the second step fails, the index row of a
+/// session that no longer exists is swept later.
+pub async fn end_session(
+    store: &Store,
+    sessions: &SessionBackend,
+    row: &IndexedSession,
+) -> Result<(), EndSessionError> {
+    if let Ok(id) = row.session_id.parse::<Id>() {
+        sessions
+            .delete(&id)
+            .await
+            .map_err(|e| EndSessionError::Sessions(e.to_string()))?;
+    }
+    store.end_session(row).await?;
+    Ok(())
+}
+
+async fn open_sqlite(url: &str) -> Result<(AnyPool, SessionBackend), StoreOpenError> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreOpenError::BadUrl(url.to_string(), e.to_string()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let file = opts.get_filename().to_path_buf();
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreOpenError::Folder(file.display().to_string(), e))?;
+    }
+    let native: SqlitePool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(opts.clone())
+        .await
+        .map_err(StoreOpenError::Open)?;
+    sqlx::migrate!("src/store/migrations/sqlite")
+        .run(&native)
+        .await
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    let sessions = SqliteSessions::new(SqliteStore::new(native), file);
+    sessions
+        .migrate()
+        .await
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    let any = AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_with(
+            opts.to_url_lossy()
+                .as_str()
+                .parse()
+                .map_err(|e: sqlx::Error| StoreOpenError::BadUrl(url.to_string(), e.to_string()))?,
+        )
+        .await
+        .map_err(StoreOpenError::Open)?;
+    Ok((any, SessionBackend::Sqlite(sessions)))
+}
+
+/// A schema name as an identifier: letters, digits and `_` only (so it can be quoted safely).
+pub fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+async fn open_postgres(
+    url: &str,
+    schema: Option<&str>,
+) -> Result<(AnyPool, SessionBackend), StoreOpenError> {
+    let bad =
+        |e: sqlx::Error| StoreOpenError::BadUrl(crate::config::redact_url(url), e.to_string());
+    let schema = schema.unwrap_or("public").to_string();
+    if !valid_schema(&schema) {
+        return Err(StoreOpenError::BadUrl(
+            crate::config::redact_url(url),
+            format!("`{schema}` is not a usable schema name"),
+        ));
+    }
+    let opts = PgConnectOptions::from_str(url).map_err(bad)?;
+    // One schema per broker, so that several can share a server.
+    let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+    let mut conn = opts.connect().await.map_err(StoreOpenError::Open)?;
+    conn.execute(create.as_str())
+        .await
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    let opts = opts.options([("search_path", schema.as_str())]);
+    let native: PgPool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(opts.clone())
+        .await
+        .map_err(StoreOpenError::Open)?;
+    sqlx::migrate!("src/store/migrations/postgres")
+        .run(&native)
+        .await
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    let sessions = PostgresStore::new(native)
+        .with_schema_name(&schema)
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?
+        .with_table_name("tower_sessions")
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    sessions
+        .migrate()
+        .await
+        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    let set_path = format!("SET search_path TO \"{schema}\"");
+    let any = AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(3))
+        .after_connect(move |conn, _| {
+            let set_path = set_path.clone();
+            Box::pin(async move { conn.execute(set_path.as_str()).await.map(|_| ()) })
+        })
+        .connect(url)
+        .await
+        .map_err(StoreOpenError::Open)?;
+    Ok((any, SessionBackend::Postgres(sessions)))
 }
 
 /// A login in flight, stored under a hash of its `state` until the callback takes it.
@@ -46,7 +231,7 @@ pub struct LoginTransaction {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreOpenError {
-    #[error("store.url `{0}` is not a usable SQLite URL: {1}")]
+    #[error("store.url `{0}` is not usable: {1}")]
     BadUrl(String, String),
     #[error("cannot create the folder for the database {0}: {1}")]
     Folder(String, std::io::Error),
@@ -54,42 +239,13 @@ pub enum StoreOpenError {
     Open(sqlx::Error),
     #[error("cannot migrate the database schema: {0}")]
     Migrate(String),
+    #[error("cannot use the session store: {0}")]
+    Sessions(String),
 }
 
 impl Store {
-    pub async fn open(url: &str) -> Result<Store, StoreOpenError> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreOpenError::BadUrl(url.to_string(), e.to_string()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let file = opts.get_filename().to_path_buf();
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreOpenError::Folder(file.display().to_string(), e))?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
-            .await
-            .map_err(StoreOpenError::Open)?;
-        sqlx::migrate!("src/store/migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-        Ok(Store { pool, path: file })
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -106,7 +262,7 @@ impl Store {
         expires_at: OffsetDateTime,
     ) -> Result<(), sqlx::Error> {
         let data = serde_json::to_string(tx).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("INSERT INTO login_transactions (state_hash, provider, data, expires_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO login_transactions (state_hash, provider, data, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(crypto::sha256_b64(state))
             .bind(&tx.provider)
             .bind(data)
@@ -123,7 +279,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<LoginTransaction>, sqlx::Error> {
         let row: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM login_transactions WHERE state_hash = ? RETURNING data, expires_at",
+            "DELETE FROM login_transactions WHERE state_hash = $1 RETURNING data, expires_at",
         )
         .bind(crypto::sha256_b64(state))
         .fetch_optional(&self.pool)
@@ -137,7 +293,7 @@ impl Store {
     }
 
     pub async fn sweep_expired_logins(&self, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
-        sqlx::query("DELETE FROM login_transactions WHERE expires_at <= ?")
+        sqlx::query("DELETE FROM login_transactions WHERE expires_at <= $1")
             .bind(now.unix_timestamp())
             .execute(&self.pool)
             .await
@@ -158,8 +314,8 @@ impl Store {
         let candidate = format!("usr_{}", crypto::random_token(16));
         sqlx::query(
             "INSERT INTO users (id, created_at, updated_at, email, email_verified, profile)
-             SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS
-               (SELECT 1 FROM identities WHERE provider = ? AND subject = ?)",
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS
+               (SELECT 1 FROM identities WHERE provider = $7 AND subject = $8)",
         )
         .bind(&candidate)
         .bind(ts)
@@ -173,7 +329,7 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO identities (provider, subject, user_id, created_at, last_login_at)
-             SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM users WHERE id = $6)
              ON CONFLICT (provider, subject) DO NOTHING",
         )
         .bind(&identity.provider)
@@ -185,17 +341,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let (user_id,): (String,) =
-            sqlx::query_as("SELECT user_id FROM identities WHERE provider = ? AND subject = ?")
+            sqlx::query_as("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
                 .bind(&identity.provider)
                 .bind(&identity.subject)
                 .fetch_one(&mut *tx)
                 .await?;
         if user_id != candidate {
-            sqlx::query("DELETE FROM users WHERE id = ?")
+            sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(&candidate)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE users SET updated_at = ?, email = ?, email_verified = ?, profile = ? WHERE id = ?")
+            sqlx::query("UPDATE users SET updated_at = $1, email = $2, email_verified = $3, profile = $4 WHERE id = $5")
                 .bind(ts)
                 .bind(&identity.email)
                 .bind(identity.email_verified)
@@ -204,7 +360,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "UPDATE identities SET last_login_at = ? WHERE provider = ? AND subject = ?",
+                "UPDATE identities SET last_login_at = $1 WHERE provider = $2 AND subject = $3",
             )
             .bind(ts)
             .bind(&identity.provider)

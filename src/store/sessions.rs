@@ -6,15 +6,21 @@
 //! calling thread through a small pool of read-only connections. In WAL mode readers never wait for
 //! writers; if the database is busy anyway (a checkpoint), the read falls back to the sqlx path.
 //! Every read is a fresh read transaction, so a revoked session is gone at its next request.
+//!
+//! [`RedisSessions`] keeps the records in Redis instead, and [`SessionBackend`] is the one type
+//! the session layer sees, whichever store is configured.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_redis_store::fred;
+use tower_sessions_redis_store::fred::types::SetOptions;
 use tower_sessions_sqlx_store::SqliteStore;
 
 const MAX_IDLE_READERS: usize = 8;
@@ -110,5 +116,193 @@ impl SessionStore for SqliteSessions {
 impl ExpiredDeletion for SqliteSessions {
     async fn delete_expired(&self) -> session_store::Result<()> {
         self.writer.delete_expired().await
+    }
+}
+
+/// Session records in Redis (or a Redis Cluster or Sentinel set, by URL), each under
+/// `{prefix}{id}` with the record's expiry as the key's `EXAT`, so Redis removes what has expired.
+/// A save never recreates a deleted record (`SET … XX`): a session revoked on another instance
+/// stays revoked even if a request that was using it finishes afterwards.
+#[derive(Clone)]
+pub struct RedisSessions {
+    pool: fred::clients::Pool,
+    prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSessions")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+impl RedisSessions {
+    /// Connects in the background: a Redis that is down at start makes `/readyz` red and requests
+    /// answer 503 until it is back, like a Redis that goes away later.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
+        use fred::prelude::*;
+        let config = Config::from_url(url).map_err(|e| e.to_string())?;
+        let pool = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                // A request waits at most this long for Redis before it answers 503.
+                p.default_command_timeout = Duration::from_secs(2);
+            })
+            .set_policy(ReconnectPolicy::new_constant(0, 500))
+            .build_pool(4)
+            .map_err(|e| e.to_string())?;
+        pool.connect();
+        if tokio::time::timeout(Duration::from_secs(3), pool.wait_for_connect())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Redis is not reachable yet; retrying in the background");
+        }
+        Ok(RedisSessions {
+            pool,
+            prefix: Arc::from(prefix),
+        })
+    }
+
+    fn key(&self, id: &Id) -> String {
+        format!("{}{}", self.prefix, id)
+    }
+
+    async fn write(&self, record: &Record, opt: SetOptions) -> session_store::Result<bool> {
+        use fred::prelude::*;
+        let data =
+            rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let set: Option<String> = self
+            .pool
+            .set(
+                self.key(&record.id),
+                data.as_slice(),
+                Some(Expiration::EXAT(record.expiry_date.unix_timestamp())),
+                Some(opt),
+                false,
+            )
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
+    }
+
+    pub async fn ping(&self) -> Result<(), String> {
+        use fred::prelude::*;
+        self.pool
+            .ping::<String>(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        while !self.write(record, SetOptions::NX).await? {
+            record.id = Id::default();
+        }
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.write(record, SetOptions::XX).await.map(|_| ())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        use fred::prelude::*;
+        let data: Option<Vec<u8>> = self.pool.get(self.key(id)).await.map_err(backend)?;
+        data.map(|d| {
+            rmp_serde::from_slice(&d).map_err(|e| session_store::Error::Decode(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        use fred::prelude::*;
+        let _: i64 = self.pool.del(self.key(id)).await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Where session records live: the SQL store's own table (SQLite or Postgres), or Redis.
+#[derive(Clone, Debug)]
+pub enum SessionBackend {
+    Sqlite(SqliteSessions),
+    Postgres(tower_sessions_sqlx_store::PostgresStore),
+    Redis(RedisSessions),
+}
+
+impl SessionBackend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionBackend::Sqlite(_) => "sqlite",
+            SessionBackend::Postgres(_) => "postgres",
+            SessionBackend::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether the session store answers (the SQL ones are pinged through [`super::Store`]).
+    pub async fn ping(&self) -> Result<(), String> {
+        match self {
+            SessionBackend::Redis(r) => r.ping().await,
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SessionBackend {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match self {
+            SessionBackend::Sqlite(s) => s.create(record).await,
+            SessionBackend::Postgres(s) => s.create(record).await,
+            SessionBackend::Redis(s) => s.create(record).await,
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match self {
+            SessionBackend::Sqlite(s) => s.save(record).await,
+            SessionBackend::Postgres(s) => s.save(record).await,
+            SessionBackend::Redis(s) => s.save(record).await,
+        }
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match self {
+            SessionBackend::Sqlite(s) => s.load(id).await,
+            SessionBackend::Postgres(s) => s.load(id).await,
+            SessionBackend::Redis(s) => s.load(id).await,
+        }
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match self {
+            SessionBackend::Sqlite(s) => s.delete(id).await,
+            SessionBackend::Postgres(s) => s.delete(id).await,
+            SessionBackend::Redis(s) => s.delete(id).await,
+        }
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for SessionBackend {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        match self {
+            SessionBackend::Sqlite(s) => s.delete_expired().await,
+            SessionBackend::Postgres(s) => s.delete_expired().await,
+            // Redis expires its keys itself.
+            SessionBackend::Redis(_) => Ok(()),
+        }
     }
 }
