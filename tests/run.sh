@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs the interop peers (npm, pinned by
-# tests/peers/package-lock.json), checks formatting and lints, then runs every test.
+# The whole test suite, as CI runs it: installs the interop peers and playwright-core (npm, pinned
+# by tests/peers/package-lock.json) and Chromium (apt), checks formatting and lints, then runs
+# every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,37 @@ fi
 # re2's native build), and they would try to download prebuilt binaries.
 npm ci --prefix tests/peers --ignore-scripts --no-audit --no-fund --loglevel=error
 
+# The example page's end-to-end test drives Debian's Chromium (playwright-core never downloads a
+# browser here).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  echo "Installing Chromium for the browser test (apt-get install chromium)..." >&2
+  if ! (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium); then
+    echo "The browser test needs Chromium and it could not be installed: run 'apt-get install chromium' as root (or set CHROMIUM to a Chromium binary)" >&2
+    exit 1
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+
+# The suite runs on every store combination users can choose, against the real servers on this
+# machine: PostgreSQL at 127.0.0.1:5432 (database `test`) and Redis at 127.0.0.1:6379. Each test
+# works in a schema and key prefix of its own; schemas left by earlier runs are dropped first.
+PG_URL="${BROKER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if ! psql "$PG_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+  echo "PostgreSQL does not answer at $PG_URL: start it (pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start)" >&2
+  exit 1
+fi
+if ! redis-cli -u "${BROKER_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}" ping >/dev/null 2>&1; then
+  echo "Redis does not answer at 127.0.0.1:6379: start it (redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no)" >&2
+  exit 1
+fi
+psql "$PG_URL" -qtAc "SELECT string_agg(format('DROP SCHEMA %I CASCADE;', nspname), ' ') FROM pg_namespace WHERE nspname ~ '^(t|outage|two)_[a-z0-9_]+$'" \
+  | psql "$PG_URL" -q >/dev/null
+
+echo "== on SQLite (the embedded default)"
 cargo test --locked
+echo "== on Postgres"
+BROKER_TEST_BACKEND=postgres cargo test --locked --test it
+echo "== on Postgres with sessions in Redis"
+BROKER_TEST_BACKEND=postgres+redis cargo test --locked --test it

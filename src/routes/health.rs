@@ -20,9 +20,18 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store answers and every provider's discovery has succeeded.
+/// Ready when the SQL store and the session store answer and every provider's discovery has
+/// succeeded. Each check is bounded, so a store that hangs makes this red, not slow.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let store_ok = state.store.ping().await.is_ok();
+    let bounded = std::time::Duration::from_secs(3);
+    let store_ok = matches!(
+        tokio::time::timeout(bounded, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let sessions_ok = matches!(
+        tokio::time::timeout(bounded, state.sessions.ping()).await,
+        Ok(Ok(()))
+    );
     let mut providers = Map::new();
     for p in state.providers.all() {
         let ok = tokio::time::timeout(std::time::Duration::from_secs(5), p.ready())
@@ -33,7 +42,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Value::from(if ok { "ok" } else { "unreachable" }),
         );
     }
-    let ready = store_ok && providers.values().all(|v| v == "ok");
+    let ready = store_ok && sessions_ok && providers.values().all(|v| v == "ok");
     let status = if ready {
         StatusCode::OK
     } else {
@@ -42,6 +51,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "store": if store_ok { "ok" } else { "unreachable" },
+        "sessions": if sessions_ok { "ok" } else { "unreachable" },
         "providers": providers,
     });
     (status, Json(body))

@@ -11,7 +11,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// A browser: cookie store, no redirects followed.
     pub browser: reqwest::Client,
-    /// The SQLite file of this broker.
+    /// The SQLite file of this broker (on the SQLite backend).
     pub db: std::path::PathBuf,
     /// The running broker's state, for driving its background work directly.
     pub state: oidc_broker::routes::AppState,
@@ -35,6 +35,20 @@ pub struct Spawn {
     pub server: String,
     pub session: String,
     pub db_dir: Option<Arc<tempfile::TempDir>>,
+    /// Run on SQLite whatever `BROKER_TEST_BACKEND` says (for tests that read the SQLite file).
+    pub sqlite_only: bool,
+    /// What the test's own TOML says about stores.
+    pub own_stores: OwnStores,
+}
+
+/// Store tables a test writes itself; the suite's backend fills in the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnStores {
+    None,
+    /// The test gives `[sessions]`; `[store]` follows the suite's backend.
+    Sessions,
+    /// The test gives `[store]` (and `[sessions]` if any).
+    All,
 }
 
 impl Spawn {
@@ -44,6 +58,8 @@ impl Spawn {
             server: String::new(),
             session: "idle_timeout = \"30m\"\nabsolute_lifetime = \"7d\"\n".into(),
             db_dir: None,
+            sqlite_only: false,
+            own_stores: OwnStores::None,
         }
     }
     pub fn session(mut self, s: &str) -> Self {
@@ -54,10 +70,118 @@ impl Spawn {
         self.server = lines.into();
         self
     }
+    pub fn own_sessions(mut self) -> Self {
+        self.own_stores = OwnStores::Sessions;
+        self
+    }
+    pub fn external_store(mut self) -> Self {
+        self.own_stores = OwnStores::All;
+        self
+    }
+    pub fn sqlite_only(mut self) -> Self {
+        self.sqlite_only = true;
+        self
+    }
     pub fn reuse_db(mut self, app: &TestApp) -> Self {
         self.db_dir = Some(app._dir.clone());
         self
     }
+}
+
+/// The stores the suite runs on, chosen by `BROKER_TEST_BACKEND`: `sqlite` (the default, the
+/// embedded store), `postgres`, or `postgres+redis` — against the real servers on this machine
+/// (`BROKER_TEST_POSTGRES_URL`, `BROKER_TEST_REDIS_URL` override where they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    PostgresRedis,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("BROKER_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => Backend::Sqlite,
+        Ok("postgres") => Backend::Postgres,
+        Ok("postgres+redis") => Backend::PostgresRedis,
+        Ok(other) => panic!(
+            "BROKER_TEST_BACKEND={other} is not a backend: use sqlite, postgres or postgres+redis"
+        ),
+    }
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("BROKER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("BROKER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Fails, saying how to start it, when a server the chosen backend needs does not answer.
+fn require_server(url: &str, what: &str, start: &str) {
+    let u = url::Url::parse(url).unwrap();
+    let addr = format!(
+        "{}:{}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port()
+            .unwrap_or(if what == "PostgreSQL" { 5432 } else { 6379 })
+    );
+    if std::net::TcpStream::connect(&addr).is_err() {
+        panic!("{what} is not answering at {addr}: this test run needs it ({start})");
+    }
+}
+
+/// `[store]` (and `[sessions]`) lines for a broker whose data lives under `dir`: a SQLite file in
+/// it, or a Postgres schema and Redis prefix named after it, so each test is isolated and two
+/// brokers given the same `dir` share their data.
+fn store_toml(dir: &std::path::Path, sqlite_only: bool, own: OwnStores) -> String {
+    if own == OwnStores::All {
+        return String::new();
+    }
+    let backend = if sqlite_only {
+        Backend::Sqlite
+    } else {
+        backend()
+    };
+    if backend == Backend::Sqlite {
+        return format!(
+            "[store]\nurl = \"sqlite://{}\"\n",
+            dir.join("broker.db").display()
+        );
+    }
+    let id = &oidc_broker::crypto::sha256_b64(&dir.display().to_string())[..12];
+    let id: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    require_server(
+        &postgres_url(),
+        "PostgreSQL",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    );
+    let mut toml = format!(
+        "[store]\nurl = \"{}\"\nschema = \"t_{id}\"\n",
+        postgres_url()
+    );
+    if backend == Backend::PostgresRedis && own == OwnStores::None {
+        require_server(
+            &redis_url(),
+            "Redis",
+            "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
+        );
+        toml.push_str(&format!(
+            "[sessions]\nurl = \"{}\"\nprefix = \"test:{id}:\"\n",
+            redis_url()
+        ));
+    }
+    toml
 }
 
 pub fn dev_provider() -> Spawn {
@@ -89,16 +213,18 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
     let db = dir.path().join("broker.db");
     let toml = format!(
         "[server]\nlisten = \"{addr}\"\npublic_url = \"{base}\"\nallowed_origins = [\"http://app.test:3000\"]\nenvironment = \"development\"\n{}\n\
-         [session]\n{}\n[store]\nurl = \"sqlite://{}\"\n{}",
+         [session]\n{}\n{}{}",
         opts.server,
         opts.session,
-        db.display(),
+        store_toml(dir.path(), opts.sqlite_only, opts.own_stores),
         opts.toml
     );
     let config = oidc_broker::config::from_toml_str(&toml, Vec::new())
         .unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let clock = Arc::new(ManualClock::default());
-    let app = App::build(config, clock.clone()).await.unwrap();
+    let app = App::build(config, clock.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the broker did not start on {:?}: {e}", backend()));
     let state = app.state().clone();
     let server = tokio::spawn(async move {
         app.run(listener, std::future::pending()).await.unwrap();

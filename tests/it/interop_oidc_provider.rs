@@ -128,15 +128,16 @@ async fn login(app: &TestApp) {
 }
 
 /// The tokens the broker keeps for a session, opened with the test's key.
-fn stored_tokens(i: &Interop, handle: &str) -> Value {
-    let conn = rusqlite::Connection::open(&i.app.db).unwrap();
-    let sealed: String = conn
-        .query_row(
-            "SELECT tokens FROM session_index WHERE handle = ?1",
-            [handle],
-            |r| r.get(0),
-        )
+async fn stored_tokens(i: &Interop, handle: &str) -> Value {
+    let row = i
+        .app
+        .state
+        .store
+        .indexed_session(handle)
+        .await
+        .unwrap()
         .unwrap();
+    let sealed = row.tokens.unwrap();
     let ring = oidc_broker::tokens::seal::KeyRing::new(
         "t1",
         &[("t1".to_string(), i.key.clone())].into_iter().collect(),
@@ -201,7 +202,7 @@ async fn refresh_rotation_revocation_rp_logout_and_backchannel_logout_with_oidc_
         .as_str()
         .unwrap()
         .to_string();
-    let first = stored_tokens(&i, &handle);
+    let first = stored_tokens(&i, &handle).await;
     let r1 = first["refresh_token"].as_str().unwrap().to_string();
     let lifetime =
         first["expires_at"].as_i64().unwrap() - time::OffsetDateTime::now_utc().unix_timestamp();
@@ -209,7 +210,7 @@ async fn refresh_rotation_revocation_rp_logout_and_backchannel_logout_with_oidc_
         u64::try_from(lifetime - 30).unwrap(),
     ));
     assert_eq!(app.me().await.status(), 200);
-    let r2 = stored_tokens(&i, &handle)["refresh_token"]
+    let r2 = stored_tokens(&i, &handle).await["refresh_token"]
         .as_str()
         .unwrap()
         .to_string();

@@ -19,5 +19,6 @@ mod login;
 mod logout;
 mod provider_logout;
 mod refresh;
+mod scale;
 mod session;
 mod token_mode;

@@ -38,7 +38,8 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 #[tokio::test]
 async fn a_store_dump_reveals_no_provider_token() {
     let fake = FakeOp::start().await;
-    let app = spawn(Spawn::providers(fake.provider_toml("corp"))).await;
+    // The dump is of the SQLite file, whatever backend the suite runs on.
+    let app = spawn(Spawn::providers(fake.provider_toml("corp")).sqlite_only()).await;
     assert_eq!(fake_login(&app, "provider=corp").await.status(), 303);
     let dump = db_bytes(&app);
     logout(&app).await;
@@ -130,15 +131,14 @@ async fn a_revocation_failure_never_blocks_the_local_logout_and_is_queued() {
     logout(&app).await;
     assert_eq!(app.me().await.status(), 401);
     assert!(fake.revoked().is_empty());
-    let conn = rusqlite::Connection::open(&app.db).unwrap();
-    let (n, err): (i64, String) = conn
-        .query_row(
-            "SELECT COUNT(*), MAX(last_error) FROM pending_revocations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(n, 1);
+    let due = app.state.store.due_revocations(i64::MAX).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let last_error: Option<String> =
+        sqlx::query_scalar("SELECT last_error FROM pending_revocations")
+            .fetch_one(app.state.store.pool())
+            .await
+            .unwrap();
+    let err = last_error.unwrap();
     assert!(err.contains("503"), "{err}");
 
     // The background retry: not before its time, then with backoff until the provider accepts.
@@ -147,18 +147,14 @@ async fn a_revocation_failure_never_blocks_the_local_logout_and_is_queued() {
     app.clock.advance(std::time::Duration::from_secs(61));
     oidc_broker::routes::logout::retry_revocations(&app.state).await;
     assert!(fake.revoked().is_empty(), "the provider still fails");
-    let attempts: i64 = conn
-        .query_row("SELECT attempts FROM pending_revocations", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(attempts, 2);
+    let due = app.state.store.due_revocations(i64::MAX).await.unwrap();
+    assert_eq!(due[0].4, 2, "attempts");
     fake.behave(|b| b.revoke_status = 200);
     app.clock.advance(std::time::Duration::from_secs(121));
     oidc_broker::routes::logout::retry_revocations(&app.state).await;
     assert_eq!(fake.revoked().len(), 1, "revoked on the retry");
-    let left: i64 = conn
-        .query_row("SELECT COUNT(*) FROM pending_revocations", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
+    let left = app.state.store.due_revocations(i64::MAX).await.unwrap();
+    assert!(left.is_empty());
 }
 
 #[tokio::test]

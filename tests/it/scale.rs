@@ -1,0 +1,302 @@
+//! Several instances on shared Postgres and Redis, and stores that go away mid-traffic.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+
+use crate::helpers::*;
+use crate::peers::free_port;
+
+/// A TCP proxy the test can cut: while down it drops every connection through it and refuses
+/// new ones, as a server that went away would.
+struct Cuttable {
+    addr: String,
+    up: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Cuttable {
+    async fn start(target: String) -> Cuttable {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let up = Arc::new(AtomicBool::new(true));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let target = target.clone();
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Cuttable {
+            addr,
+            up,
+            generation,
+        }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn host_port(url: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    format!(
+        "{}:{}",
+        u.host_str().unwrap(),
+        u.port()
+            .unwrap_or(if u.scheme() == "redis" { 6379 } else { 5432 })
+    )
+}
+
+fn with_host_port(url: &str, addr: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    u.set_host(Some(host)).unwrap();
+    u.set_port(Some(port.parse().unwrap())).unwrap();
+    u.to_string()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", oidc_broker::crypto::random_hex(6))
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(client: &reqwest::Client, url: &str) -> u16 {
+    match client
+        .get(url)
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn redis_going_away_answers_503_and_service_resumes_with_every_session() {
+    let redis = Cuttable::start(host_port(&redis_url())).await;
+    let app = spawn(
+        Spawn::providers(format!(
+            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{}\"\n",
+            with_host_port(&redis_url(), &redis.addr),
+            unique("outage:")
+        ))
+        .own_sessions(),
+    )
+    .await;
+    app.dev_login("alice").await;
+    assert_eq!(app.me().await.status(), 200);
+
+    redis.down();
+    let res = app.me().await;
+    assert_eq!(res.status(), 503);
+    let body = json(res).await;
+    assert_eq!(body["error"], "unavailable");
+    assert!(body["message"].as_str().unwrap().contains("unavailable"));
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(json(ready).await["sessions"], "unreachable");
+
+    redis.up();
+    wait_for("the session check recovers", async || {
+        status(&app.browser, &app.url("/auth/me")).await == 200
+    })
+    .await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(
+        json(app.me().await).await["user"]["email"],
+        "alice@example.test"
+    );
+}
+
+#[tokio::test]
+async fn postgres_going_away_answers_503_and_service_resumes() {
+    let pg = Cuttable::start(host_port(&postgres_url())).await;
+    let app = spawn(
+        Spawn::providers(format!(
+            "[providers.dev]\nkind = \"dev\"\n[store]\nurl = \"{}\"\nschema = \"{}\"\n",
+            with_host_port(&postgres_url(), &pg.addr),
+            unique("outage_")
+        ))
+        .external_store(),
+    )
+    .await;
+    app.dev_login("alice").await;
+    assert_eq!(app.me().await.status(), 200);
+
+    pg.down();
+    // Sessions are in Postgres here: the check cannot answer, and says so.
+    let res = app.me().await;
+    assert_eq!(res.status(), 503, "{}", res.text().await.unwrap());
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    // A login cannot start either, and nothing is half-written.
+    let res = app
+        .browser
+        .get(app.url("/auth/login?provider=dev"))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+
+    pg.up();
+    wait_for("the session check recovers", async || {
+        status(&app.browser, &app.url("/auth/me")).await == 200
+    })
+    .await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+/// A broker process of its own, on a free port, with the given store lines.
+struct BrokerProcess {
+    base: String,
+    child: Child,
+}
+
+async fn start_process(dir: &std::path::Path, name: &str, stores: &str) -> BrokerProcess {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\nenvironment = \"development\"\n\
+             [providers.dev]\nkind = \"dev\"\n{stores}"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oidc-broker"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("BROKER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[broker] {line}");
+        }
+    });
+    let client = reqwest::Client::new();
+    wait_for("the broker process answers", async || {
+        status(&client, &format!("{base}/healthz")).await == 200
+    })
+    .await;
+    BrokerProcess { base, child }
+}
+
+#[tokio::test]
+async fn two_processes_share_sessions_and_a_revocation_on_one_holds_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = oidc_broker::tokens::seal::generate_key().unwrap();
+    let stores = format!(
+        "[store]\nurl = \"{}\"\nschema = \"{}\"\n[sessions]\nurl = \"{}\"\nprefix = \"{}\"\n\
+         [keys]\ncurrent = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n",
+        postgres_url(),
+        unique("two_"),
+        redis_url(),
+        unique("two:")
+    );
+    let a = start_process(dir.path(), "a", &stores).await;
+    let b = start_process(dir.path(), "b", &stores).await;
+
+    // Two people sign in on A (cookies are per host, not per port: one browser reaches both).
+    let alice = browser();
+    let bob = browser();
+    for (client, user) in [(&alice, "alice"), (&bob, "bob")] {
+        let res = dev_login_at(client, &a.base, user).await;
+        assert_eq!(res.status(), 303);
+    }
+    let me_a = format!("{}/auth/me", a.base);
+    let me_b = format!("{}/auth/me", b.base);
+    assert_eq!(status(&alice, &me_a).await, 200);
+    assert_eq!(status(&alice, &me_b).await, 200, "B reads A's session");
+
+    // Revoked on B: A refuses it at the next request.
+    let res = alice
+        .post(format!("{}/auth/logout", b.base))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(status(&alice, &me_a).await, 401);
+
+    // A restarts: bob's session survives.
+    let BrokerProcess { mut child, .. } = a;
+    child.kill().await.unwrap();
+    let a = start_process(dir.path(), "a", &stores).await;
+    let me_a = format!("{}/auth/me", a.base);
+    assert_eq!(status(&bob, &me_a).await, 200);
+    assert_eq!(status(&bob, &me_b).await, 200);
+    assert_eq!(status(&alice, &me_b).await, 401);
+}
+
+/// The dev provider's login on a broker at `base`, driven with `client`.
+async fn dev_login_at(client: &reqwest::Client, base: &str, user: &str) -> reqwest::Response {
+    let res = client
+        .get(format!("{base}/auth/login?provider=dev"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(res.headers());
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form = Form::parse(&page, &authorize);
+    let mut fields = form.fields.clone();
+    fields.push(("user".into(), user.into()));
+    let res = client
+        .post(&form.action)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let callback = location(res.headers());
+    client.get(&callback).send().await.unwrap()
+}
