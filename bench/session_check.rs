@@ -37,6 +37,7 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (bare_url, me_url, cookie) = server_rt.block_on(start_servers(dir.path()));
+    let redis = server_rt.block_on(start_redis_broker());
 
     let wrk = which_wrk();
     println!(
@@ -69,6 +70,13 @@ fn main() {
         bare_same.1
     );
 
+    let redis_max = max_rate(&wrk, &redis.me_url, Some(&redis.cookie));
+    println!("/auth/me with sessions in Redis: {redis_max:.0} req/s");
+    let redis_ratio = redis_max / bare_max;
+    let sqlite_bytes = sqlite_bytes_per_session(dir.path());
+    let redis_bytes = redis_memory_usage(&redis);
+    let memory = server_rt.block_on(memory_with_sessions(&redis, 100_000));
+
     let ratio = me_max / bare_max;
     println!();
     println!("| target | max req/s | p50 at half max | p99 at half max |");
@@ -81,10 +89,27 @@ fn main() {
         "| GET /auth/me (SQLite) | {me_max:.0} | {:.3} ms | {:.3} ms |",
         me_lat.0, me_lat.1
     );
+    println!("| GET /auth/me (Postgres + Redis sessions) | {redis_max:.0} | | |");
     println!();
     println!(
         "throughput ratio /auth/me : bare = {ratio:.2} (target >= 0.70) {}",
         verdict(ratio >= 0.7)
+    );
+    println!(
+        "throughput ratio /auth/me on Redis : bare = {redis_ratio:.2} (target >= 0.50) {}",
+        verdict(redis_ratio >= 0.5)
+    );
+    println!(
+        "store bytes per session: SQLite {sqlite_bytes} B (session row + index row), Redis {redis_bytes} B (MEMORY USAGE) (target <= 2048) {}",
+        verdict(sqlite_bytes <= 2048 && redis_bytes <= 2048)
+    );
+    println!(
+        "broker memory (RSS): {:.1} MiB at start of the Redis run, {:.1} MiB with {} live sessions after {} distinct session checks (+{:.1} MiB)",
+        memory.before_mib,
+        memory.after_mib,
+        memory.sessions,
+        memory.checked,
+        memory.after_mib - memory.before_mib
     );
     println!(
         "p99 of /auth/me at half its max rate = {:.3} ms (target < 2 ms) {}",
@@ -96,6 +121,139 @@ fn main() {
         me_lat.1 / bare_same.1
     );
     drop(server_rt);
+}
+
+/// A broker on Postgres with its sessions in Redis (the servers of this machine), signed in once.
+struct RedisBroker {
+    me_url: String,
+    cookie: String,
+    prefix: String,
+    state: oidc_broker::routes::AppState,
+}
+
+async fn start_redis_broker() -> RedisBroker {
+    let pg = std::env::var("BROKER_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let redis = std::env::var("BROKER_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let run = oidc_broker::crypto::random_hex(4);
+    let prefix = format!("bench{run}:");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let toml = format!(
+        "[server]\npublic_url = \"{base}\"\n[session]\nidle_timeout = \"30m\"\n[store]\nurl = \"{pg}\"\nschema = \"bench_{run}\"\n\
+         [sessions]\nurl = \"{redis}\"\nprefix = \"{prefix}\"\n[providers.dev]\nkind = \"dev\"\n"
+    );
+    let config = oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap();
+    let broker = App::build(config, Arc::new(SystemClock))
+        .await
+        .expect("the Redis benchmark needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379");
+    let state = broker.state().clone();
+    tokio::spawn(async move { broker.run(listener, std::future::pending()).await.unwrap() });
+    let cookie = dev_login(&base).await;
+    RedisBroker {
+        me_url: format!("{base}/auth/me"),
+        cookie,
+        prefix,
+        state,
+    }
+}
+
+/// What one session costs in the SQLite store: its tower-sessions row and its index row.
+fn sqlite_bytes_per_session(dir: &std::path::Path) -> u64 {
+    let conn = rusqlite::Connection::open(dir.join("bench.db")).unwrap();
+    let sessions: i64 = conn
+        .query_row(
+            "SELECT SUM(length(id) + length(data) + 8) / COUNT(*) FROM tower_sessions",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let index: i64 = conn
+        .query_row(
+            "SELECT SUM(length(handle) + length(session_id) + length(user_id) + length(provider) + length(subject) \
+             + coalesce(length(provider_sid), 0) + coalesce(length(tokens), 0) + 32) / COUNT(*) FROM session_index",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    u64::try_from(sessions + index).unwrap()
+}
+
+/// Redis's own account of the signed-in session's key.
+fn redis_memory_usage(b: &RedisBroker) -> u64 {
+    let id = b.cookie.split_once('=').unwrap().1;
+    let out = Command::new("redis-cli")
+        .args(["MEMORY", "USAGE", &format!("{}{id}", b.prefix)])
+        .output()
+        .expect("redis-cli is needed for the Redis figures");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+struct Memory {
+    before_mib: f64,
+    after_mib: f64,
+    sessions: usize,
+    checked: usize,
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// Writes `n` live sessions (copies of the signed-in one, each with its own id and handle) into
+/// Redis, checks a fifth of them through `/auth/me`, and reads the process's memory before and after.
+async fn memory_with_sessions(b: &RedisBroker, n: usize) -> Memory {
+    use tower_sessions::session_store::SessionStore;
+    let before_mib = rss_mib();
+    let id: tower_sessions::session::Id = b.cookie.split_once('=').unwrap().1.parse().unwrap();
+    let template = b.state.sessions.load(&id).await.unwrap().unwrap();
+    let raw = template.data["broker"].as_str().unwrap().to_string();
+    let mut cookies = Vec::with_capacity(n);
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut record = template.clone();
+        record.id = tower_sessions::session::Id::default();
+        let mut inner: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        inner["handle"] = json!(format!("ses_bench{i:08}"));
+        record
+            .data
+            .insert("broker".into(), json!(inner.to_string()));
+        cookies.push(format!("broker_session={}", record.id));
+        let store = b.state.sessions.clone();
+        writes.spawn(async move { store.create(&mut record).await.unwrap() });
+        if writes.len() >= 64 {
+            writes.join_next().await;
+        }
+    }
+    while writes.join_next().await.is_some() {}
+    let client = reqwest::Client::new();
+    let checked = n / 5;
+    let mut checks = tokio::task::JoinSet::new();
+    for cookie in cookies.into_iter().take(checked) {
+        let (client, url) = (client.clone(), b.me_url.clone());
+        checks.spawn(async move {
+            let res = client.get(url).header("cookie", cookie).send().await.unwrap();
+            assert!(res.status().is_success());
+        });
+        if checks.len() >= 32 {
+            checks.join_next().await;
+        }
+    }
+    while checks.join_next().await.is_some() {}
+    Memory {
+        before_mib,
+        after_mib: rss_mib(),
+        sessions: n,
+        checked,
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
