@@ -183,7 +183,13 @@ impl Store {
             .execute(self.pool())
             .await?
             .rows_affected();
-        Ok(a + b)
+        // Locks left by an instance that stopped in the middle of a refresh.
+        let c = sqlx::query("DELETE FROM refresh_locks WHERE until <= $1")
+            .bind(ts)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(a + b + c)
     }
 
     /// Remembers a logout token's `jti`; `false` when it was seen before (a replay).
