@@ -283,29 +283,37 @@ impl TestApp {
     /// [`TestApp::dev_login`] starting from `/auth/login?{query}`; returns the callback's answer.
     pub async fn dev_login_query(&self, user: &str, query: &str) -> reqwest::Response {
         let authorize = self.start_login(query).await;
-        let page = self
-            .browser
-            .get(&authorize)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let form = Form::parse(&page, &authorize);
-        let mut fields = form.fields.clone();
-        fields.push(("user".into(), user.into()));
-        let res = self
-            .browser
-            .post(&form.action)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303, "dev authorize");
-        let callback = location(res.headers());
-        self.browser.get(&callback).send().await.unwrap()
+        dev_pick_user(&self.browser, &authorize, user).await
     }
+}
+
+/// From the dev provider's authorize URL: picks `user` on its page as a browser does, and returns
+/// the broker's answer to the callback.
+pub async fn dev_pick_user(
+    client: &reqwest::Client,
+    authorize: &str,
+    user: &str,
+) -> reqwest::Response {
+    let page = client
+        .get(authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form = Form::parse(&page, authorize);
+    let mut fields = form.fields.clone();
+    fields.push(("user".into(), user.into()));
+    let res = client
+        .post(&form.action)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "dev authorize");
+    let callback = location(res.headers());
+    client.get(&callback).send().await.unwrap()
 }
 
 pub fn location(headers: &HeaderMap) -> String {

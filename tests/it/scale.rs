@@ -279,24 +279,5 @@ async fn dev_login_at(client: &reqwest::Client, base: &str, user: &str) -> reqwe
         .send()
         .await
         .unwrap();
-    let authorize = location(res.headers());
-    let page = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form = Form::parse(&page, &authorize);
-    let mut fields = form.fields.clone();
-    fields.push(("user".into(), user.into()));
-    let res = client
-        .post(&form.action)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
-    let callback = location(res.headers());
-    client.get(&callback).send().await.unwrap()
+    dev_pick_user(client, &location(res.headers()), user).await
 }
