@@ -133,6 +133,8 @@ function setStatus(state, sentence) {
 function showSignedOut(sentence = 'You are signed out.') {
   setStatus('signed-out', sentence);
   $('user').hidden = true;
+  $('login').hidden = false;
+  $('logout').hidden = true;
   for (const id of ['user-name', 'user-email', 'user-id', 'user-provider']) $(id).textContent = '';
   $('sessions').replaceChildren();
 }
@@ -144,6 +146,14 @@ function showUser(user) {
   $('user-id').textContent = user.id || '';
   $('user-provider').textContent = user.provider || '';
   $('user').hidden = false;
+  $('login').hidden = true;
+  $('logout').hidden = false;
+}
+
+// A timestamp from the broker (RFC 3339) in the reader's own words.
+function when(iso) {
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? String(iso) : t.toLocaleString();
 }
 
 async function showSessions(currentSession) {
@@ -157,7 +167,7 @@ async function showSessions(currentSession) {
     const current =
       typeof s.current === 'boolean' ? s.current : Boolean(currentSession && s.handle === currentSession.handle);
     const parts = [s.provider || 'unknown provider'];
-    if (s.created_at != null) parts.push(`signed in ${s.created_at}`);
+    if (s.created_at != null) parts.push(`signed in ${when(s.created_at)}`);
     if (typeof s.device === 'string' && s.device) parts.push(s.device);
     const li = document.createElement('li');
     li.dataset.handle = s.handle || '';

@@ -8,13 +8,17 @@ mod fake_op;
 mod helpers;
 mod peers;
 
+mod admin;
+mod browser;
 mod cli;
+mod devices;
 mod firebase;
 mod frontend;
 mod id_token;
 mod interop_firebase;
 mod interop_oidc_provider;
 mod kinds;
+mod linking;
 mod login;
 mod logout;
 mod provider_logout;
