@@ -6,9 +6,12 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
+pub mod client_info;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod device;
 pub mod error;
 pub mod http_client;
 pub mod identity;
@@ -16,6 +19,7 @@ pub mod jose;
 pub mod providers;
 pub mod routes;
 pub mod session;
+pub mod session_list;
 pub mod store;
 pub mod templates;
 pub mod tokens;
@@ -237,6 +241,7 @@ impl App {
                     tracing::warn!(error = %e, "sweeping the session index failed");
                 }
                 routes::logout::retry_revocations(&state).await;
+                audit::sweep_expired(&state).await;
                 let now = state.clock.now().unix_timestamp();
                 let tokens = &state.config.tokens;
                 let keys_before = tokens::broker_jwt::publish_cutoff(tokens, now);
@@ -252,9 +257,14 @@ impl App {
                 }
             }
         });
-        let result = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // The peer address is where a request comes from (or the proxy that forwarded it).
+        let result = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         sweeper.abort();
         result
     }

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use oidc_broker::clock::SystemClock;
 use oidc_broker::{App, config};
 
+mod operator;
+
 // The session check allocates a little per request; mimalloc keeps that cheap under load.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,6 +42,16 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Users' sessions: list and revoke them (straight in the store; no broker needs to run).
+    Sessions {
+        #[command(subcommand)]
+        command: operator::SessionsCommand,
+    },
+    /// Local users and their linked provider identities.
+    Users {
+        #[command(subcommand)]
+        command: operator::UsersCommand,
     },
 }
 
@@ -89,6 +101,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sessions { command } => operator::run(operator::Operation::Sessions(command)),
+        Command::Users { command } => operator::run(operator::Operation::Users(command)),
         Command::Serve { config } => {
             init_tracing();
             let cfg = match config::load(&config, std::env::vars()) {

@@ -22,6 +22,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "dev_login.html",
         include_str!("../templates/dev_login.html"),
     ),
+    ("sessions.html", include_str!("../templates/sessions.html")),
 ];
 
 #[derive(Clone)]

@@ -10,9 +10,11 @@ use serde::Deserialize;
 use url::Url;
 
 mod frontend;
+mod operations;
 mod provider;
 
 pub use frontend::{RouteConfig, TokensConfig};
+pub use operations::{AdminConfig, AuditConfig, IdentityConfig, LinkBy};
 pub use provider::{
     ClaimMapping, DevUser, FirebaseSettings, ProviderConfig, ProviderKind, default_dev_users,
 };
@@ -68,6 +70,10 @@ pub struct Config {
     /// The key ring that seals provider tokens; `None` only in development (an ephemeral key is
     /// made at start).
     pub keys: Option<KeysConfig>,
+    /// The admin API's token; `None`: the admin API is off.
+    pub admin: Option<AdminConfig>,
+    pub identity: IdentityConfig,
+    pub audit: AuditConfig,
 }
 
 /// `[keys]`: `current` seals; every key in `ring` opens. Values are base64url 32-byte keys, or
@@ -108,6 +114,8 @@ pub struct ServerConfig {
     pub same_site: SameSitePolicy,
     /// Serve the example page at `/example/`.
     pub example_app: bool,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::client_info::Cidr>,
 }
 
 /// `SameSite` of the session cookie. `Lax` suits an app on the broker's site; `None` (https only)
@@ -145,6 +153,8 @@ pub struct SessionConfig {
     /// Refresh the provider access token when it expires within this margin.
     pub refresh_margin: Duration,
     pub on_refresh_failure: RefreshFailurePolicy,
+    /// At most this many live sessions per user: a login beyond it ends the oldest.
+    pub max_per_user: Option<usize>,
 }
 
 /// What a refresh that fails for a passing reason (timeout, 5xx) does to the local session. A
@@ -230,6 +240,9 @@ const SECTIONS: &[&str] = &[
     "keys",
     "tokens",
     "routes",
+    "admin",
+    "identity",
+    "audit",
 ];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
@@ -378,6 +391,7 @@ fn problem(
 }
 
 fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config, ConfigError> {
+    let ops = operations::take(&mut table, &mut problems);
     let server: RawServer = section(&mut table, "server", &mut problems);
     let session: RawSession = section(&mut table, "session", &mut problems);
     let store: RawStore = section(&mut table, "store", &mut problems);
@@ -724,6 +738,9 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     }
     Ok(Config {
         keys,
+        admin: ops.admin,
+        identity: ops.identity,
+        audit: ops.audit,
         server: ServerConfig {
             listen,
             public_url,
@@ -734,6 +751,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
             example_app: server
                 .example_app
                 .unwrap_or(environment == Environment::Development),
+            trusted_proxies: ops.trusted_proxies,
         },
         session: SessionConfig {
             idle_timeout,
@@ -741,6 +759,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
             login_timeout,
             refresh_margin,
             on_refresh_failure,
+            max_per_user: ops.max_per_user,
         },
         store: StoreConfig {
             url: store_url,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::audit::{self, AuditEvent, Event};
 use crate::providers::Flow;
 
 pub fn router() -> Router<AppState> {
@@ -85,7 +86,7 @@ async fn backchannel(
     }
     let sid = claims.get("sid").and_then(Value::as_str);
     let sub = claims.get("sub").and_then(Value::as_str);
-    match end_sessions(&state, &provider_id, sid, sub).await {
+    match end_sessions(&state, &provider_id, sid, sub, Event::BackchannelLogout).await {
         Ok(n) => {
             tracing::info!(provider = %provider_id, sessions = n, "back-channel logout");
             answer(StatusCode::OK, None)
@@ -103,6 +104,7 @@ async fn end_sessions(
     provider: &str,
     sid: Option<&str>,
     sub: Option<&str>,
+    event: Event,
 ) -> crate::error::AppResult<usize> {
     let rows = state.store.sessions_of(provider, sid, sub).await?;
     // With both, §2.6 says the sid identifies the session and sub must agree with it.
@@ -110,8 +112,11 @@ async fn end_sessions(
         .into_iter()
         .filter(|r| sub.is_none_or(|s| r.subject == s))
         .collect();
+    let matched_by = if sid.is_some() { "sid" } else { "sub" };
     for row in &rows {
         state.end_session(row).await?;
+        let e = AuditEvent::of_session(event, row).detail("matched_by", matched_by);
+        audit::record(&state.store, state.clock.now().unix_timestamp(), e).await;
     }
     Ok(rows.len())
 }
@@ -137,7 +142,15 @@ async fn frontchannel(
     if iss != client.issuer.as_str() {
         return (StatusCode::BAD_REQUEST, "iss is not this provider's issuer").into_response();
     }
-    match end_sessions(&state, &provider_id, Some(sid), None).await {
+    match end_sessions(
+        &state,
+        &provider_id,
+        Some(sid),
+        None,
+        Event::FrontchannelLogout,
+    )
+    .await
+    {
         Ok(n) => {
             tracing::info!(provider = %provider_id, sessions = n, "front-channel logout");
             let mut res = Html("<!doctype html><title>Signed out</title>").into_response();

@@ -10,8 +10,11 @@ use serde::Deserialize;
 use tower_sessions::Session;
 use url::Url;
 
-use super::login::{find_provider, finish_login, land, token_mode, validate_return_to};
+use super::login::{
+    find_provider, finish_login, land, login_failed, token_mode, validate_return_to,
+};
 use super::{AppState, check_same_site};
+use crate::client_info::ClientInfo;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::providers::firebase::HANDOFF_MAX_AUTH_AGE;
 use crate::providers::{FirebaseClient, Flow, Provider};
@@ -86,37 +89,53 @@ async fn password(
     Path(provider_id): Path<String>,
     headers: HeaderMap,
     web_session: Session,
+    client: ClientInfo,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
-    check_same_site(&state, &headers)?;
-    let provider = find_provider(&state, &provider_id)?;
-    let fb = firebase_of(&provider)?;
-    let return_to = validate_return_to(&state, form.return_to.as_deref())?;
-    let token_mode = token_mode(form.mode.as_deref())?;
-    let tokens = match fb
-        .sign_in_with_password(form.email.trim(), &form.password)
-        .await
-    {
-        Ok(t) => t,
-        // A wrong password shows the form again, with the message, and nothing else changes.
-        Err(e) if e.kind == ErrorKind::Unauthorized => {
-            return sign_in_page(
-                &state,
-                &provider,
-                fb,
-                &return_to,
-                token_mode,
-                Some(&e.message),
-            );
-        }
-        Err(e) => return Err(e),
-    };
-    let claims = fb
-        .verify_id_token(tokens.id_token.as_deref().unwrap_or_default(), None)
+    let outcome = async {
+        check_same_site(&state, &headers)?;
+        let provider = find_provider(&state, &provider_id)?;
+        let fb = firebase_of(&provider)?;
+        let return_to = validate_return_to(&state, form.return_to.as_deref())?;
+        let token_mode = token_mode(form.mode.as_deref())?;
+        let tokens = match fb
+            .sign_in_with_password(form.email.trim(), &form.password)
+            .await
+        {
+            Ok(t) => t,
+            // A wrong password shows the form again, with the message, and nothing else changes.
+            Err(e) if e.kind == ErrorKind::Unauthorized => {
+                login_failed(&state, &provider_id, &client, &e).await;
+                return sign_in_page(
+                    &state,
+                    &provider,
+                    fb,
+                    &return_to,
+                    token_mode,
+                    Some(&e.message),
+                );
+            }
+            Err(e) => return Err(e),
+        };
+        let claims = fb
+            .verify_id_token(tokens.id_token.as_deref().unwrap_or_default(), None)
+            .await?;
+        let record = finish_login(
+            &state,
+            &web_session,
+            &provider,
+            &claims,
+            Some(&tokens),
+            &client,
+        )
         .await?;
-    let record = finish_login(&state, &web_session, &provider, &claims, Some(&tokens)).await?;
-    tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded (password)");
-    land(&state, &return_to, token_mode, &record).await
+        land(&state, &return_to, token_mode, &record).await
+    }
+    .await;
+    if let Err(e) = &outcome {
+        login_failed(&state, &provider_id, &client, e).await;
+    }
+    outcome
 }
 
 #[derive(Deserialize)]
@@ -131,19 +150,26 @@ async fn handoff(
     Path(provider_id): Path<String>,
     headers: HeaderMap,
     web_session: Session,
+    client: ClientInfo,
     body: Result<Json<Handoff>, axum::extract::rejection::JsonRejection>,
 ) -> AppResult<Response> {
-    check_same_site(&state, &headers)?;
-    let provider = find_provider(&state, &provider_id)?;
-    let fb = firebase_of(&provider)?;
-    let Json(body) = body.map_err(|_| {
-        AppError::bad_request("invalid_request", "Send a JSON body {\"id_token\": \"…\"}.")
-    })?;
-    let claims = fb
-        .verify_id_token(&body.id_token, Some(HANDOFF_MAX_AUTH_AGE))
-        .await?;
-    let record = finish_login(&state, &web_session, &provider, &claims, None).await?;
-    tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded (id token hand-off)");
-    let view = record.view(&state.config.session);
-    Ok(Json(serde_json::json!({"user": record.user, "session": view})).into_response())
+    let outcome = async {
+        check_same_site(&state, &headers)?;
+        let provider = find_provider(&state, &provider_id)?;
+        let fb = firebase_of(&provider)?;
+        let Json(body) = body.map_err(|_| {
+            AppError::bad_request("invalid_request", "Send a JSON body {\"id_token\": \"…\"}.")
+        })?;
+        let claims = fb
+            .verify_id_token(&body.id_token, Some(HANDOFF_MAX_AUTH_AGE))
+            .await?;
+        let record = finish_login(&state, &web_session, &provider, &claims, None, &client).await?;
+        let view = record.view(&state.config.session);
+        Ok(Json(serde_json::json!({"user": record.user, "session": view})).into_response())
+    }
+    .await;
+    if let Err(e) = &outcome {
+        login_failed(&state, &provider_id, &client, e).await;
+    }
+    outcome
 }

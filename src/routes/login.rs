@@ -15,6 +15,8 @@ use tower_sessions::Session;
 use url::Url;
 
 use super::{AppState, read_cookie};
+use crate::audit::{self, AuditEvent, Event, RevokedBy};
+use crate::client_info::ClientInfo;
 use crate::crypto;
 use crate::error::{AppError, AppResult, safe_code};
 use crate::identity::{self, UserView};
@@ -22,6 +24,7 @@ use crate::providers::{Flow, Provider, ProviderTokens};
 use crate::session::{self, SessionRecord};
 use crate::store::IndexedSession;
 use crate::store::LoginTransaction;
+use crate::store::devices::SessionDevice;
 use crate::tokens::StoredTokens;
 
 pub fn router() -> Router<AppState> {
@@ -300,10 +303,48 @@ async fn callback(
     Path(provider_id): Path<String>,
     headers: HeaderMap,
     web_session: Session,
+    client: ClientInfo,
     RawQuery(raw_query): RawQuery,
     Query(params): Query<CallbackParams>,
 ) -> AppResult<Response> {
-    let provider = find_provider(&state, &provider_id)?;
+    let outcome = complete_callback(
+        &state,
+        &provider_id,
+        &headers,
+        &web_session,
+        &client,
+        raw_query,
+        params,
+    )
+    .await;
+    if let Err(e) = &outcome {
+        login_failed(&state, &provider_id, &client, e).await;
+    }
+    outcome
+}
+
+/// Audits a login that ended in an error, with the error's code as the reason.
+pub async fn login_failed(state: &AppState, provider_id: &str, client: &ClientInfo, e: &AppError) {
+    let mut event = AuditEvent::new(Event::LoginFailed)
+        .client(client)
+        .detail("reason", e.code);
+    // An unknown provider id is whatever the request said: not worth keeping as a provider.
+    if state.providers.get(provider_id).is_some() {
+        event = event.provider(provider_id);
+    }
+    audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
+}
+
+async fn complete_callback(
+    state: &AppState,
+    provider_id: &str,
+    headers: &HeaderMap,
+    web_session: &Session,
+    client: &ClientInfo,
+    raw_query: Option<String>,
+    params: CallbackParams,
+) -> AppResult<Response> {
+    let provider = find_provider(state, provider_id)?;
     let state_param = params.state.as_deref().ok_or_else(|| {
         AppError::bad_request(
             "invalid_state",
@@ -328,7 +369,7 @@ async fn callback(
         ));
     }
     // The browser that finishes the login must be the one that started it (login CSRF).
-    let bound = read_cookie(&headers, state.cookies.login_name)
+    let bound = read_cookie(headers, state.cookies.login_name)
         .is_some_and(|v| crypto::constant_time_eq(&crypto::sha256_b64(v), &tx.browser_binding));
     if !bound {
         return Err(AppError::bad_request(
@@ -390,9 +431,16 @@ async fn callback(
             (fb.verify_id_token(id_token, None).await?, tokens)
         }
     };
-    let record = finish_login(&state, &web_session, &provider, &claims, Some(&tokens)).await?;
-    tracing::info!(provider = %provider.id, user = %record.user.id, session = %record.handle, "login succeeded");
-    land(&state, &tx.return_to, tx.token_mode, &record).await
+    let record = finish_login(
+        state,
+        web_session,
+        &provider,
+        &claims,
+        Some(&tokens),
+        client,
+    )
+    .await?;
+    land(state, &tx.return_to, tx.token_mode, &record).await
 }
 
 fn provider_error(error: Option<&str>) -> AppResult<()> {
@@ -406,13 +454,15 @@ fn provider_error(error: Option<&str>) -> AppResult<()> {
     Err(AppError::bad_request("provider_error", message))
 }
 
-/// Verified claims → identity → local user → a fresh session (new id, no fixation).
+/// Verified claims → identity → local user → a fresh session (new id, no fixation), recorded with
+/// the client it was signed in from and audited; beyond `max_per_user`, the oldest sessions end.
 pub async fn finish_login(
     state: &AppState,
     web_session: &Session,
     provider: &Provider,
     claims: &Map<String, Value>,
     tokens: Option<&ProviderTokens>,
+    client: &ClientInfo,
 ) -> AppResult<SessionRecord> {
     let now = state.clock.now();
     let identity = identity::from_claims(
@@ -421,7 +471,11 @@ pub async fn finish_login(
         claims,
         &provider.claims,
     )?;
-    let user_id = state.store.link_identity(&identity, now).await?;
+    let link = state
+        .store
+        .link_identity(&identity, now, state.config.identity.link_by)
+        .await?;
+    let user_id = link.user_id.clone();
     let subject = identity.subject.clone();
     let record = session::start(
         web_session,
@@ -479,5 +533,66 @@ pub async fn finish_login(
         let _ = web_session.flush().await;
         return Err(e.into());
     }
+    let device = SessionDevice {
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        device: Some(client.device.clone()),
+    };
+    let mut done = state
+        .store
+        .record_session_device(&row.handle, &device)
+        .await
+        .map_err(AppError::from);
+    if done.is_ok() {
+        done = enforce_session_limit(state, &row).await;
+    }
+    if let Err(e) = done {
+        let _ = state.end_session(&row).await;
+        let _ = web_session.flush().await;
+        return Err(e);
+    }
+    let at = now.unix_timestamp();
+    if link.new_identity {
+        let via = if link.new_user {
+            "new_user"
+        } else {
+            "verified_email"
+        };
+        let event = AuditEvent::new(Event::IdentityLinked)
+            .user(&row.user_id)
+            .provider(&row.provider)
+            .client(client)
+            .detail("subject", row.subject.as_str())
+            .detail("via", via);
+        audit::record(&state.store, at, event).await;
+    }
+    let event = AuditEvent::of_session(Event::LoginSucceeded, &row).client(client);
+    audit::record(&state.store, at, event).await;
     Ok(record)
+}
+
+/// `[session] max_per_user`: the user's oldest live sessions end so that, with the new one, at
+/// most that many remain.
+async fn enforce_session_limit(state: &AppState, new: &IndexedSession) -> AppResult<()> {
+    let Some(max) = state.config.session.max_per_user else {
+        return Ok(());
+    };
+    let now = state.clock.now();
+    let live = crate::session_list::live_sessions(
+        &state.store,
+        &state.sessions,
+        &state.config.session,
+        now,
+        &new.user_id,
+    )
+    .await?;
+    // Newest first; the new session is always kept.
+    let others = live.iter().filter(|s| s.row.handle != new.handle);
+    for old in others.skip(max.saturating_sub(1)) {
+        state.end_session(&old.row).await?;
+        let event =
+            AuditEvent::revoked(&old.row, RevokedBy::MaxPerUser).detail("max_per_user", max);
+        audit::record(&state.store, now.unix_timestamp(), event).await;
+    }
+    Ok(())
 }

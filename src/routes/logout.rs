@@ -11,6 +11,8 @@ use serde_json::json;
 use tower_sessions::Session;
 
 use super::{AppState, caller, check_same_site};
+use crate::audit::{self, AuditEvent, Event};
+use crate::client_info::ClientInfo;
 use crate::error::AppResult;
 use crate::providers::{Flow, OidcClient};
 use crate::session;
@@ -47,6 +49,7 @@ async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     web_session: Session,
+    client: ClientInfo,
 ) -> AppResult<Response> {
     // A bearer token is not sent by browsers on their own, so it needs no cross-site check.
     if caller::bearer_token(&headers).is_none() {
@@ -92,7 +95,12 @@ async fn logout(
                 }
             }
         }
-        tracing::info!(user = %record.user.id, session = %record.handle, provider = %record.user.identity.provider, "logout");
+        let event = AuditEvent::new(Event::Logout)
+            .user(&record.user.id)
+            .session(&record.handle)
+            .provider(&record.user.identity.provider)
+            .client(&client);
+        audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
     }
     if let Some(s) = &ended {
         session::end(s).await?;

@@ -1,5 +1,6 @@
 //! HTTP surfaces, one module each; [`router`] puts them together.
 
+mod admin;
 mod backchannel;
 pub mod caller;
 mod check;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token::router())
         .merge(check::router())
         .merge(sessions::router())
+        .merge(admin::router(state.clone()))
         .merge(example::router(&state.config.server))
         .merge(proxy::router(&state.config.routes))
         .layer(axum::middleware::from_fn_with_state(

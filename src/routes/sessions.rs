@@ -1,33 +1,37 @@
-//! `GET /auth/sessions`: the signed-in user's live sessions, by public handle (never the cookie
-//! value), the current one flagged.
+//! The signed-in user's sessions, one per device: `GET /auth/sessions` lists them by public handle
+//! (never the cookie value) with where they were signed in from, the current one flagged;
+//! `DELETE /auth/sessions/{handle}` and `POST /auth/sessions/revoke-others` end them; `GET
+//! /auth/sessions/manage` is the same as a page, whose buttons post to
+//! `POST /auth/sessions/{handle}/revoke` and `POST /auth/sessions/revoke-others`.
+//!
+//! A user can only see and end their own sessions: any other handle is a 404, whether or not it
+//! exists.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Serialize;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
 use tower_sessions::Session;
-use tower_sessions::session::Id;
-use tower_sessions::session_store::SessionStore;
 
-use super::{AppState, caller};
-use crate::error::AppResult;
-use crate::session::{self, SessionRecord, rfc3339};
+use super::caller::{self, Caller};
+use super::{AppState, check_same_site};
+use crate::audit::{self, AuditEvent, RevokedBy};
+use crate::client_info::ClientInfo;
+use crate::error::{AppError, AppResult};
+use crate::session;
+use crate::session_list::{SessionItem, live_sessions};
+use crate::store::IndexedSession;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/auth/sessions", get(list))
-}
-
-#[derive(Serialize)]
-struct SessionItem {
-    handle: String,
-    provider: String,
-    created_at: String,
-    last_seen_at: String,
-    expires_at: String,
-    current: bool,
+    Router::new()
+        .route("/auth/sessions", get(list))
+        .route("/auth/sessions/manage", get(manage))
+        .route("/auth/sessions/revoke-others", post(revoke_others))
+        .route("/auth/sessions/{handle}", delete(revoke))
+        .route("/auth/sessions/{handle}/revoke", post(revoke))
 }
 
 async fn list(
@@ -36,34 +40,157 @@ async fn list(
     web_session: Session,
 ) -> AppResult<Response> {
     let me = caller::require(&state, &headers, &web_session).await?;
+    let items = items_of(&state, &me).await?;
+    Ok(Json(json!({ "sessions": items })).into_response())
+}
+
+/// The caller's live sessions, newest first, theirs flagged `current`.
+async fn items_of(state: &AppState, me: &Caller) -> AppResult<Vec<SessionItem>> {
     let policy = &state.config.session;
-    let now = state.clock.now();
-    let mut items = Vec::new();
-    for row in state.store.sessions_of_user(&me.record.user.id).await? {
-        let Ok(id) = row.session_id.parse::<Id>() else {
-            continue;
-        };
-        // The index outlives idle sessions until their absolute end: the record decides.
-        let record = state
-            .sessions
-            .load(&id)
-            .await
-            .map_err(|e| crate::error::AppError::unavailable("session store", e))?
-            .and_then(|r| r.data.get(session::RECORD_KEY).cloned())
-            .and_then(|v| match v {
-                serde_json::Value::String(s) => serde_json::from_str::<SessionRecord>(&s).ok(),
-                _ => None,
-            })
-            .filter(|r| r.is_live(policy, now));
-        let Some(record) = record else { continue };
-        items.push(SessionItem {
-            current: record.handle == me.record.handle,
-            created_at: rfc3339(record.created_at),
-            last_seen_at: rfc3339(record.last_seen_at),
-            expires_at: rfc3339(record.idle_expires_at(policy)),
-            handle: record.handle,
-            provider: row.provider,
-        });
+    let live = live_sessions(
+        &state.store,
+        &state.sessions,
+        policy,
+        state.clock.now(),
+        &me.record.user.id,
+    )
+    .await?;
+    Ok(live
+        .iter()
+        .map(|s| s.item(policy, Some(&me.record.handle)))
+        .collect())
+}
+
+/// The caller, after the cross-site check that every state-changing request with the cookie
+/// needs (a bearer token is never sent by a browser on its own, so it needs none).
+async fn writer(state: &AppState, headers: &HeaderMap, web_session: &Session) -> AppResult<Caller> {
+    if caller::bearer_token(headers).is_none() {
+        check_same_site(state, headers)?;
     }
-    Ok(Json(serde_json::json!({ "sessions": items })).into_response())
+    caller::require(state, headers, web_session).await
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+    headers: HeaderMap,
+    web_session: Session,
+    client: ClientInfo,
+) -> AppResult<Response> {
+    let me = writer(&state, &headers, &web_session).await?;
+    let row = state
+        .store
+        .indexed_session(&handle)
+        .await?
+        .filter(|row| row.user_id == me.record.user.id)
+        .ok_or_else(|| {
+            AppError::not_found("unknown_session", "You have no session with that handle.")
+        })?;
+    end(&state, &me, &client, &row).await?;
+    answer(&state, &headers, vec![row.handle], &me).await
+}
+
+async fn revoke_others(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    web_session: Session,
+    client: ClientInfo,
+) -> AppResult<Response> {
+    let me = writer(&state, &headers, &web_session).await?;
+    let mut revoked = Vec::new();
+    for row in state.store.sessions_of_user(&me.record.user.id).await? {
+        if row.handle != me.record.handle {
+            end(&state, &me, &client, &row).await?;
+            revoked.push(row.handle);
+        }
+    }
+    answer(&state, &headers, revoked, &me).await
+}
+
+/// Ends one of the caller's sessions everywhere, and audits it.
+async fn end(
+    state: &AppState,
+    me: &Caller,
+    client: &ClientInfo,
+    row: &IndexedSession,
+) -> AppResult<()> {
+    state.end_session(row).await?;
+    let event = AuditEvent::revoked(row, RevokedBy::User).client(client);
+    audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
+    if row.handle == me.record.handle {
+        // Its record is gone; this request must not write it back.
+        session::end(&me.session).await?;
+    }
+    Ok(())
+}
+
+/// `{"revoked": [handles]}`, or, for the page's form posts, back to the page (or to the
+/// signed-out page when the current session was among them).
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    revoked: Vec<String>,
+    me: &Caller,
+) -> AppResult<Response> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok(Json(json!({ "revoked": revoked })).into_response());
+    }
+    let to = if revoked.contains(&me.record.handle) {
+        state.config.server.url("/auth/logged-out")
+    } else {
+        state.config.server.url("/auth/sessions/manage")
+    };
+    Ok(Redirect::to(&to).into_response())
+}
+
+async fn manage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    web_session: Session,
+) -> AppResult<Response> {
+    let me = caller::require(&state, &headers, &web_session).await?;
+    let server = &state.config.server;
+    let sessions: Vec<_> = items_of(&state, &me)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let revoke_url = server.url(&format!("/auth/sessions/{}/revoke", s.handle));
+            minijinja::context! {
+                revoke_url => revoke_url,
+                signed_in => readable_time(&s.created_at),
+                last_active => readable_time(&s.last_seen_at),
+                ..minijinja::Value::from_serialize(&s)
+            }
+        })
+        .collect();
+    let identity = &me.record.user.identity;
+    let user = identity
+        .name
+        .clone()
+        .or_else(|| identity.email.clone())
+        .unwrap_or_else(|| identity.subject.clone());
+    let mut page = state.render(
+        "sessions.html",
+        minijinja::context! {
+            user => user,
+            sessions => sessions,
+            revoke_others_url => server.url("/auth/sessions/revoke-others"),
+            logout_url => server.url("/auth/logout"),
+        },
+    )?;
+    page.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(page)
+}
+
+/// `2025-01-31T09:30:00Z` as `2025-01-31 09:30 UTC`, for people.
+fn readable_time(rfc3339: &str) -> String {
+    match rfc3339.get(..16) {
+        Some(minutes) if rfc3339.ends_with('Z') => format!("{} UTC", minutes.replacen('T', " ", 1)),
+        _ => rfc3339.to_string(),
+    }
 }

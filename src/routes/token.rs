@@ -19,6 +19,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::caller::{self, Caller};
+use crate::audit::{self, AuditEvent, Event, RevokedBy};
+use crate::client_info::ClientInfo;
 use crate::crypto;
 use crate::error::{AppError, AppResult};
 use crate::tokens::broker_jwt::AccessClaims;
@@ -150,17 +152,27 @@ struct RefreshRequest {
 async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: ClientInfo,
     body: Bytes,
 ) -> AppResult<Response> {
     let req: RefreshRequest = read_body(&headers, &body)?;
     let now = state.clock.now().unix_timestamp();
     const ENDED: &str = "This sign-in has ended. Sign in again.";
-    let row = state
+    let failed = |reason: &'static str| {
+        AuditEvent::new(Event::RefreshFailed)
+            .client(&client)
+            .detail("token", "broker")
+            .detail("reason", reason)
+    };
+    let Some(row) = state
         .store
         .refresh_token(&req.refresh_token)
         .await?
         .filter(|r| r.expires_at > now)
-        .ok_or_else(|| invalid_grant(ENDED))?;
+    else {
+        audit::record(&state.store, now, failed("unknown_or_expired")).await;
+        return Err(invalid_grant(ENDED));
+    };
     let tokens = &state.config.tokens;
     let grace = i64::try_from(tokens.rotation_grace.as_secs()).unwrap_or(30);
     if let Some(superseded_at) = row.superseded_at
@@ -170,13 +182,17 @@ async fn refresh(
         // that neither copy goes on working.
         if let Some(indexed) = state.store.indexed_session(&row.handle).await? {
             state.end_session(&indexed).await?;
+            let event = AuditEvent::revoked(&indexed, RevokedBy::RefreshTokenReuse).client(&client);
+            audit::record(&state.store, now, event).await;
         }
         tracing::warn!(session = %row.handle, "replaced refresh token used again; session ended");
         return Err(invalid_grant(ENDED));
     }
-    let caller = caller::live_by_handle(&state, &row.handle)
-        .await?
-        .ok_or_else(|| invalid_grant(ENDED))?;
+    let Some(caller) = caller::live_by_handle(&state, &row.handle).await? else {
+        let event = failed("session_ended").session(&row.handle);
+        audit::record(&state.store, now, event).await;
+        return Err(invalid_grant(ENDED));
+    };
     let refresh_token = if tokens.rotate_refresh_tokens {
         let next = format!("rt_{}", crypto::random_token(32));
         let expires_at = caller.record.absolute_expires_at;
@@ -197,6 +213,13 @@ async fn refresh(
         req.refresh_token
     };
     let (access_token, expires_in) = access_token(&state, &caller).await?;
+    let event = AuditEvent::new(Event::RefreshSucceeded)
+        .user(&caller.record.user.id)
+        .session(&caller.record.handle)
+        .provider(&caller.record.user.identity.provider)
+        .client(&client)
+        .detail("token", "broker");
+    audit::record(&state.store, now, event).await;
     Ok(no_store(
         Json(json!({
             "access_token": access_token,

@@ -20,16 +20,20 @@ use tower_sessions::session_store::SessionStore;
 
 use crate::config::{Config, SessionStoreConfig};
 use crate::crypto;
-use crate::identity::Identity;
 
+mod audit;
+pub mod devices;
 mod frontend;
 mod index;
 pub mod sessions;
+mod users;
 
+pub use audit::AuditRow;
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
 use sessions::{RedisSessions, SessionBackend, SqliteSessions};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+pub use users::{LinkOutcome, LinkedIdentity, UnlinkError, UserSummary};
 
 #[derive(Clone)]
 pub struct Store {
@@ -298,77 +302,5 @@ impl Store {
             .execute(&self.pool)
             .await
             .map(|r| r.rows_affected())
-    }
-
-    /// The local user for a provider identity: found by `(provider, subject)`, or created with it.
-    /// Concurrent first logins of one identity end with one user.
-    pub async fn link_identity(
-        &self,
-        identity: &Identity,
-        now: OffsetDateTime,
-    ) -> Result<String, sqlx::Error> {
-        let ts = now.unix_timestamp();
-        let profile =
-            serde_json::to_string(identity).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let mut tx = self.pool.begin().await?;
-        let candidate = format!("usr_{}", crypto::random_token(16));
-        sqlx::query(
-            "INSERT INTO users (id, created_at, updated_at, email, email_verified, profile)
-             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS
-               (SELECT 1 FROM identities WHERE provider = $7 AND subject = $8)",
-        )
-        .bind(&candidate)
-        .bind(ts)
-        .bind(ts)
-        .bind(&identity.email)
-        .bind(identity.email_verified)
-        .bind(&profile)
-        .bind(&identity.provider)
-        .bind(&identity.subject)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO identities (provider, subject, user_id, created_at, last_login_at)
-             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM users WHERE id = $6)
-             ON CONFLICT (provider, subject) DO NOTHING",
-        )
-        .bind(&identity.provider)
-        .bind(&identity.subject)
-        .bind(&candidate)
-        .bind(ts)
-        .bind(ts)
-        .bind(&candidate)
-        .execute(&mut *tx)
-        .await?;
-        let (user_id,): (String,) =
-            sqlx::query_as("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
-                .bind(&identity.provider)
-                .bind(&identity.subject)
-                .fetch_one(&mut *tx)
-                .await?;
-        if user_id != candidate {
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(&candidate)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE users SET updated_at = $1, email = $2, email_verified = $3, profile = $4 WHERE id = $5")
-                .bind(ts)
-                .bind(&identity.email)
-                .bind(identity.email_verified)
-                .bind(&profile)
-                .bind(&user_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE identities SET last_login_at = $1 WHERE provider = $2 AND subject = $3",
-            )
-            .bind(ts)
-            .bind(&identity.provider)
-            .bind(&identity.subject)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(user_id)
     }
 }

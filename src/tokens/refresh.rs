@@ -10,6 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tower_sessions::Session;
 
+use crate::audit::{self, AuditEvent, Event};
 use crate::config::RefreshFailurePolicy;
 use crate::crypto;
 use crate::error::AppResult;
@@ -149,12 +150,15 @@ async fn refresh_locked(
             let mut r = record.clone();
             r.refresh_at = due_at(&stored, policy.refresh_margin);
             session::put(web_session, &r).await?;
-            tracing::info!(provider = %provider.id, session = %row.handle, "provider tokens refreshed");
+            let event =
+                AuditEvent::of_session(Event::RefreshSucceeded, &row).detail("token", "provider");
+            audit::record(&state.store, now_ts, event).await;
             Ok(Some(r))
         }
         Err(e) if e.definitive => {
             tracing::info!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh refused: session ended");
             state.end_session(&row).await?;
+            refresh_failed(state, &row, &e.reason, true, now).await;
             session::end(web_session).await?;
             Ok(None)
         }
@@ -165,10 +169,12 @@ async fn refresh_locked(
             if policy.on_refresh_failure == RefreshFailurePolicy::End || expired {
                 tracing::info!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh failed: session ended by policy");
                 state.end_session(&row).await?;
+                refresh_failed(state, &row, &e.reason, true, now).await;
                 session::end(web_session).await?;
                 return Ok(None);
             }
             tracing::warn!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh failed: kept until the provider token expires; retrying later");
+            refresh_failed(state, &row, &e.reason, false, now).await;
             let mut r = record.clone();
             let retry = now.unix_timestamp() + RETRY_SECS;
             r.refresh_at = Some(tokens.expires_at.map_or(retry, |exp| retry.min(exp)));
@@ -176,4 +182,19 @@ async fn refresh_locked(
             Ok(Some(r))
         }
     }
+}
+
+async fn refresh_failed(
+    state: &AppState,
+    row: &IndexedSession,
+    reason: &str,
+    session_ended: bool,
+    now: OffsetDateTime,
+) {
+    let event = AuditEvent::of_session(Event::RefreshFailed, row)
+        .detail("token", "provider")
+        // Written by the provider clients (status and safe error code, or a transport error).
+        .detail("reason", reason.chars().take(200).collect::<String>())
+        .detail("session_ended", session_ended);
+    audit::record(&state.store, now.unix_timestamp(), event).await;
 }
