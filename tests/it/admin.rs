@@ -673,3 +673,56 @@ async fn the_cli_shows_users_and_unlinks_all_but_the_last_identity() {
     assert_eq!(fake_login(&app, "provider=corp").await.status(), 303);
     assert_eq!(user_of(&app, &app.browser).await, alice);
 }
+
+#[tokio::test]
+async fn a_wrong_firebase_password_is_audited_once_and_the_password_never() {
+    let fake = crate::fake_firebase::FakeFirebase::start().await;
+    let app = spawn(Spawn::providers(format!(
+        "{}[admin]\ntoken = \"{TOKEN}\"\n",
+        fake.provider_toml("fb")
+    )))
+    .await;
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/password"))
+        .header("origin", app.base.clone())
+        .form(&[
+            ("email", "ada@example.test"),
+            ("password", "wrong-password-value"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let events = audit(&app, "").await;
+    assert_eq!(names(&events), ["login.failed"], "{events:#?}");
+    assert_eq!(events[0]["provider"], "fb");
+    assert_eq!(events[0]["detail"]["reason"], "invalid_credentials");
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("wrong-password-value")
+    );
+}
+
+#[tokio::test]
+async fn a_frontchannel_logout_is_audited_too() {
+    let fake = FakeOp::start().await;
+    let app = spawn(Spawn::providers(format!(
+        "{}[admin]\ntoken = \"{TOKEN}\"\n",
+        fake.provider_toml("corp")
+    )))
+    .await;
+    assert_eq!(fake_login(&app, "provider=corp").await.status(), 303);
+    let user = user_of(&app, &app.browser).await;
+    let mut url = url::Url::parse(&app.url("/auth/frontchannel-logout/corp")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("iss", &fake.issuer)
+        .append_pair("sid", "sid-user-1");
+    let res = reqwest::get(url).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.me().await.status(), 401);
+    let events = audit(&app, &format!("user={user}")).await;
+    assert_eq!(events[0]["event"], "frontchannel_logout");
+    assert_eq!(events[0]["detail"]["matched_by"], "sid");
+}
