@@ -145,9 +145,9 @@ async fn start_redis_broker() -> RedisBroker {
          [sessions]\nurl = \"{redis}\"\nprefix = \"{prefix}\"\n[providers.dev]\nkind = \"dev\"\n"
     );
     let config = oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap();
-    let broker = App::build(config, Arc::new(SystemClock))
-        .await
-        .expect("the Redis benchmark needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379");
+    let broker = App::build(config, Arc::new(SystemClock)).await.expect(
+        "the Redis benchmark needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379",
+    );
     let state = broker.state().clone();
     tokio::spawn(async move { broker.run(listener, std::future::pending()).await.unwrap() });
     let cookie = dev_login(&base).await;
@@ -240,7 +240,12 @@ async fn memory_with_sessions(b: &RedisBroker, n: usize) -> Memory {
     for cookie in cookies.into_iter().take(checked) {
         let (client, url) = (client.clone(), b.me_url.clone());
         checks.spawn(async move {
-            let res = client.get(url).header("cookie", cookie).send().await.unwrap();
+            let res = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
             assert!(res.status().is_success());
         });
         if checks.len() >= 32 {
