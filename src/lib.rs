@@ -52,8 +52,6 @@ use crate::tokens::seal::KeyRing;
 pub enum StartupError {
     #[error(transparent)]
     Store(#[from] store::StoreOpenError),
-    #[error("cannot prepare the session table: {0}")]
-    SessionTable(String),
     #[error("cannot load the templates: {0}")]
     Templates(String),
     #[error("cannot build the outbound HTTP client: {0}")]
