@@ -31,8 +31,7 @@ mod users;
 pub use audit::AuditRow;
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
-use sessions::{RedisSessions, SessionBackend, SqliteSessions};
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use sessions::{PgSessions, RedisSessions, SessionBackend, SqliteSessions};
 pub use users::{LinkOutcome, LinkedIdentity, UnlinkError, UserSummary};
 
 #[derive(Clone)]
@@ -125,7 +124,7 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, SessionBackend), StoreOpenEr
         .run(&native)
         .await
         .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-    let sessions = SqliteSessions::new(SqliteStore::new(native), file);
+    let sessions = SqliteSessions::new(native, file);
     sessions
         .migrate()
         .await
@@ -192,11 +191,7 @@ async fn open_postgres(
         .run(&native)
         .await
         .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-    let sessions = PostgresStore::new(native)
-        .with_schema_name(&schema)
-        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?
-        .with_table_name("tower_sessions")
-        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+    let sessions = PgSessions::new(native, &schema).map_err(StoreOpenError::Migrate)?;
     sessions
         .migrate()
         .await

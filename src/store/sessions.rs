@@ -28,6 +28,7 @@ const MAX_IDLE_READERS: usize = 8;
 #[derive(Clone, Debug)]
 pub struct SqliteSessions {
     writer: SqliteStore,
+    pool: sqlx::SqlitePool,
     readers: Arc<ReaderPool>,
 }
 
@@ -71,9 +72,10 @@ impl ReaderPool {
 }
 
 impl SqliteSessions {
-    pub fn new(writer: SqliteStore, path: PathBuf) -> Self {
+    pub fn new(pool: sqlx::SqlitePool, path: PathBuf) -> Self {
         SqliteSessions {
-            writer,
+            writer: SqliteStore::new(pool.clone()),
+            pool,
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
@@ -93,7 +95,12 @@ impl SessionStore for SqliteSessions {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.writer.save(record).await
+        update_only(
+            &self.pool,
+            "UPDATE tower_sessions SET data = $2, expiry_date = $3 WHERE id = $1",
+            record,
+        )
+        .await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -116,6 +123,91 @@ impl SessionStore for SqliteSessions {
 impl ExpiredDeletion for SqliteSessions {
     async fn delete_expired(&self) -> session_store::Result<()> {
         self.writer.delete_expired().await
+    }
+}
+
+/// Saves an existing record and never creates one. tower-sessions creates new records through
+/// `create`; a `save` whose record is gone is a request that was still using a session when it
+/// was ended, and writing it back would bring a revoked session back to life.
+async fn update_only<DB>(
+    pool: &sqlx::Pool<DB>,
+    sql: &str,
+    record: &Record,
+) -> session_store::Result<()>
+where
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let data =
+        rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    sqlx::query::<DB>(sql)
+        .bind(record.id.to_string())
+        .bind(data)
+        .bind(record.expiry_date)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+}
+
+/// Session records in Postgres: tower-sessions-sqlx-store's table, saved with [`update_only`].
+#[derive(Clone, Debug)]
+pub struct PgSessions {
+    store: tower_sessions_sqlx_store::PostgresStore,
+    pool: sqlx::PgPool,
+    update: Arc<str>,
+}
+
+impl PgSessions {
+    /// `schema` must already be a checked identifier ([`super::valid_schema`]).
+    pub fn new(pool: sqlx::PgPool, schema: &str) -> Result<Self, String> {
+        let store = tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
+            .with_schema_name(schema)
+            .map_err(|e| e.to_string())?
+            .with_table_name("tower_sessions")
+            .map_err(|e| e.to_string())?;
+        let update = Arc::from(format!(
+            "UPDATE \"{schema}\".\"tower_sessions\" SET data = $2, expiry_date = $3 WHERE id = $1"
+        ));
+        Ok(PgSessions {
+            store,
+            pool,
+            update,
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        self.store.migrate().await
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.store.create(record).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        update_only(&self.pool, &self.update, record).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.store.load(id).await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.store.delete(id).await
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for PgSessions {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        self.store.delete_expired().await
     }
 }
 
@@ -238,7 +330,7 @@ impl SessionStore for RedisSessions {
 #[derive(Clone, Debug)]
 pub enum SessionBackend {
     Sqlite(SqliteSessions),
-    Postgres(tower_sessions_sqlx_store::PostgresStore),
+    Postgres(PgSessions),
     Redis(RedisSessions),
 }
 

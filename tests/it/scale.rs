@@ -281,3 +281,31 @@ async fn dev_login_at(client: &reqwest::Client, base: &str, user: &str) -> reqwe
         .unwrap();
     dev_pick_user(client, &location(res.headers()), user).await
 }
+
+#[tokio::test]
+async fn a_request_still_running_when_its_session_is_revoked_cannot_write_it_back() {
+    use tower_sessions::session_store::SessionStore;
+    let app = spawn(dev_provider()).await;
+    app.dev_login("alice").await;
+    let me = json(app.me().await).await;
+    let handle = me["session"]["handle"].as_str().unwrap();
+    let state = &app.state;
+
+    // A request that loaded the session and changed it...
+    let in_flight = oidc_broker::routes::caller::session_by_handle(state, handle)
+        .await
+        .unwrap()
+        .unwrap();
+    let id = in_flight.id().unwrap();
+    assert!(in_flight.get_value("broker").await.unwrap().is_some());
+    in_flight.insert("touched", 1).await.unwrap();
+
+    // ...while the session is revoked elsewhere...
+    let row = state.store.indexed_session(handle).await.unwrap().unwrap();
+    state.end_session(&row).await.unwrap();
+
+    // ...finishes, and its save finds nothing to save.
+    in_flight.save().await.unwrap();
+    assert!(state.sessions.load(&id).await.unwrap().is_none());
+    assert_eq!(app.me().await.status(), 401);
+}
