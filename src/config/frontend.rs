@@ -131,6 +131,9 @@ pub struct RouteConfig {
     pub identity_headers: bool,
     /// Send `Authorization: Bearer <broker JWT>` to the upstream.
     pub jwt: bool,
+    /// The `aud` of the JWTs sent to this upstream (its URL unless set). Never the token-mode
+    /// audience: a token given to an upstream must not be usable at the broker.
+    pub audience: String,
     /// How long the upstream may take to start answering.
     pub timeout: Duration,
 }
@@ -141,6 +144,7 @@ struct RawRoute {
     upstream: Option<String>,
     identity_headers: Option<bool>,
     jwt: Option<bool>,
+    audience: Option<String>,
     timeout: Option<String>,
 }
 
@@ -157,6 +161,7 @@ const RESERVED: &[&str] = &[
 
 pub(super) fn validate_routes(
     raw: Option<toml::Value>,
+    token_audience: &str,
     problems: &mut Vec<Problem>,
 ) -> Vec<RouteConfig> {
     let table = match raw {
@@ -182,7 +187,7 @@ pub(super) fn validate_routes(
                     problems,
                     key,
                     e.message().trim().to_string(),
-                    "the keys are upstream, identity_headers, jwt and timeout",
+                    "the keys are upstream, identity_headers, jwt, audience and timeout",
                 );
                 continue;
             }
@@ -251,8 +256,19 @@ pub(super) fn validate_routes(
             Duration::from_secs(30),
             Duration::from_secs(3600),
         );
+        let audience = raw.audience.unwrap_or_else(|| upstream.to_string());
+        if audience == token_audience {
+            problem(
+                problems,
+                format!("{key}.audience"),
+                "is the audience of token-mode access tokens",
+                "give the upstream an audience of its own, e.g. its URL (the default)",
+            );
+            continue;
+        }
         routes.push(RouteConfig {
             prefix,
+            audience,
             upstream,
             identity_headers: raw.identity_headers.unwrap_or(true),
             jwt: raw.jwt.unwrap_or(false),

@@ -730,7 +730,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         }
     };
     let tokens = frontend::validate_tokens(raw_tokens, &public_url, &mut problems);
-    let mut routes = frontend::validate_routes(raw_routes, &mut problems);
+    let mut routes = frontend::validate_routes(raw_routes, &tokens.audience, &mut problems);
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     let keys = validate_keys(raw_keys, environment, &mut problems);
     if !problems.is_empty() {

@@ -108,13 +108,38 @@ fn foreign_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<Header
     HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
-fn upstream_url(route: &RouteConfig, path: &str, query: Option<&str>) -> url::Url {
+/// The upstream URL for a request path: the path after the prefix, appended to the upstream's
+/// path. A segment that is `.` or `..`, or hides a `/` or `\\`, in any encoding, is refused: it
+/// could climb out of the upstream path the operator configured.
+fn upstream_url(route: &RouteConfig, path: &str, query: Option<&str>) -> Option<url::Url> {
     let rest = path.strip_prefix(route.prefix.as_str()).unwrap_or("");
+    for segment in rest.split('/') {
+        let decoded = percent_decode(segment)?;
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) {
+            return None;
+        }
+    }
     let mut url = route.upstream.clone();
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}/{rest}"));
     url.set_query(query);
-    url
+    url.path().starts_with(&format!("{base}/")).then_some(url)
+}
+
+/// `%XX` decoding, repeated until stable (a double-encoded `%252e` is a `.` to some servers).
+fn percent_decode(s: &str) -> Option<String> {
+    let mut current = s.to_string();
+    for _ in 0..4 {
+        let next =
+            url::form_urlencoded::parse(format!("x={}", current.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())?;
+        if next == current {
+            return Some(current);
+        }
+        current = next;
+    }
+    None
 }
 
 async fn forward(
@@ -131,7 +156,12 @@ async fn forward(
     {
         check_same_site(&state, &parts.headers)?;
     }
-    let url = upstream_url(&route, parts.uri.path(), parts.uri.query());
+    let url = upstream_url(&route, parts.uri.path(), parts.uri.query()).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_path",
+            "This address has path segments that cannot be forwarded (such as `..`).",
+        )
+    })?;
 
     let dropped = hop_by_hop(&parts.headers);
     let mut headers = HeaderMap::new();
@@ -141,7 +171,10 @@ async fn forward(
             || name == header::AUTHORIZATION
             || name == header::COOKIE
             || name.as_str().starts_with("x-auth-")
-            || name.as_str().starts_with("x-forwarded-");
+            || name.as_str().starts_with("x-forwarded-")
+            || name.as_str().starts_with("x-original-")
+            || name == "forwarded"
+            || name == "x-real-ip";
         if !stripped {
             headers.append(name.clone(), value.clone());
         }
@@ -168,7 +201,7 @@ async fn forward(
         }
     }
     if route.jwt {
-        let (token, _) = super::token::access_token(&state, &caller).await?;
+        let (token, _) = super::token::access_token_for(&state, &caller, &route.audience).await?;
         let v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(AppError::internal)?;
         headers.insert(header::AUTHORIZATION, v);
     }
@@ -197,7 +230,13 @@ async fn forward(
     let dropped = hop_by_hop(upstream.headers());
     if let Some(out) = res.headers_mut() {
         for (name, value) in upstream.headers() {
-            if !dropped.contains(name) {
+            // An upstream may not set (and so fix) the broker's own cookies.
+            let broker_cookie = name == header::SET_COOKIE
+                && value.to_str().is_ok_and(|v| {
+                    let cookie = v.split_once('=').map_or(v, |(k, _)| k).trim();
+                    cookie == state.cookies.session_name || cookie == state.cookies.login_name
+                });
+            if !dropped.contains(name) && !broker_cookie {
                 out.append(name.clone(), value.clone());
             }
         }
@@ -219,6 +258,7 @@ mod tests {
             upstream: url::Url::parse(upstream).unwrap(),
             identity_headers: true,
             jwt: false,
+            audience: "http://127.0.0.1:9000/".into(),
             timeout: Duration::from_secs(5),
         }
     }
@@ -227,14 +267,35 @@ mod tests {
     fn the_path_after_the_prefix_joins_the_upstream_path() {
         let r = route("http://127.0.0.1:9000/v1/");
         assert_eq!(
-            upstream_url(&r, "/api/items/7", Some("a=1")).as_str(),
+            upstream_url(&r, "/api/items/7", Some("a=1"))
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:9000/v1/items/7?a=1"
         );
         let r = route("http://127.0.0.1:9000");
         assert_eq!(
-            upstream_url(&r, "/api/", None).as_str(),
+            upstream_url(&r, "/api/", None).unwrap().as_str(),
             "http://127.0.0.1:9000/"
         );
+    }
+
+    #[test]
+    fn paths_that_climb_out_of_the_upstream_path_are_refused() {
+        let r = route("http://127.0.0.1:9000/v1/");
+        for path in [
+            "/api/../admin",
+            "/api/%2e%2e/admin",
+            "/api/%2E%2e/admin",
+            "/api/.%2e/admin",
+            "/api/%252e%252e/admin",
+            "/api/a/%2f/b",
+            "/api/a%2Fb",
+            "/api/a%5c..%5cb",
+            "/api/./x",
+        ] {
+            assert!(upstream_url(&r, path, None).is_none(), "{path}");
+        }
+        assert!(upstream_url(&r, "/api/a.b/..c/%20", None).is_some());
     }
 
     #[test]

@@ -75,8 +75,17 @@ fn invalid_grant(message: &'static str) -> AppError {
 
 /// A signed access token for the caller's session.
 pub async fn access_token(state: &AppState, caller: &Caller) -> AppResult<(String, i64)> {
+    access_token_for(state, caller, &state.config.tokens.audience).await
+}
+
+/// A signed access token for the caller's session, for `audience`.
+pub async fn access_token_for(
+    state: &AppState,
+    caller: &Caller,
+    audience: &str,
+) -> AppResult<(String, i64)> {
     let now = state.clock.now().unix_timestamp();
-    let claims = AccessClaims::new(
+    let mut claims = AccessClaims::new(
         &state.issuer(),
         &state.config.tokens,
         &caller.record.user,
@@ -84,6 +93,7 @@ pub async fn access_token(state: &AppState, caller: &Caller) -> AppResult<(Strin
         now,
         caller.record.idle_expires_at(&state.config.session),
     );
+    claims.aud = audience.to_string();
     let token = state
         .keys
         .sign(&state.store, &state.vault, &state.config.tokens, &claims)

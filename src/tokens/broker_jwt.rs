@@ -282,7 +282,15 @@ impl BrokerKeys {
                     .unwrap_or(true);
                 if stale {
                     let _one = self.reload.lock().await;
-                    self.reload(store, vault, config, now).await?;
+                    // Checked again under the lock: concurrent unknown kids share one reload.
+                    let still_stale = self
+                        .set
+                        .read()
+                        .map(|s| now - s.loaded_at >= RELOAD_EVERY_SECS)
+                        .unwrap_or(true);
+                    if still_stale {
+                        self.reload(store, vault, config, now).await?;
+                    }
                 }
                 self.public(&kid)
                     .ok_or_else(|| JwtError::Invalid("unknown kid".into()))?

@@ -163,6 +163,18 @@ async fn upstream() -> Upstream {
             "/up/big",
             get(|| async { Bytes::from(vec![b'x'; 3 * 1024 * 1024]) }),
         )
+        .route(
+            "/up/cookies",
+            get(|| async {
+                let mut h = HeaderMap::new();
+                h.append(
+                    "set-cookie",
+                    "broker_session=planted; Path=/".parse().unwrap(),
+                );
+                h.append("set-cookie", "theme=light; Path=/".parse().unwrap());
+                (h, "ok").into_response()
+            }),
+        )
         .route("/up/{*rest}", any(echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -229,16 +241,18 @@ async fn the_proxy_strips_spoofed_identity_and_broker_cookies_and_adds_the_real_
         "a broker cookie reached the upstream: {cookies}"
     );
 
-    // The upstream gets a broker JWT it can check against the JWKS.
+    // The upstream gets a broker JWT it can check against the JWKS, for its own audience...
     let auth = h["authorization"].as_str().unwrap();
     let token = auth.strip_prefix("Bearer ").unwrap();
+    let mut for_upstream = app.state.config.tokens.clone();
+    for_upstream.audience = format!("{}/up/", up.base);
     let claims = app
         .state
         .keys
         .verify(
             &app.state.store,
             &app.state.vault,
-            &app.state.config.tokens,
+            &for_upstream,
             &app.base,
             token,
             app.state.clock.now().unix_timestamp(),
@@ -246,6 +260,14 @@ async fn the_proxy_strips_spoofed_identity_and_broker_cookies_and_adds_the_real_
         .await
         .unwrap();
     assert_eq!(claims.sub, me["user"]["id"].as_str().unwrap());
+    // ...which the broker itself does not take: an upstream cannot act as the user here.
+    let res = reqwest::Client::new()
+        .get(app.url("/auth/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
 }
 
 #[tokio::test]
@@ -350,4 +372,60 @@ async fn the_example_page_is_served_with_its_own_policy_in_development() {
 
     let off = spawn(dev_provider().server_extra("example_app = false\n")).await;
     assert_eq!(off.get("/example/").await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_paths_that_climb_out_and_cookies_that_plant_a_broker_session() {
+    let up = upstream().await;
+    let app = proxied_app(&up).await;
+    let login = app.dev_login("alice").await;
+    let cookie = format!(
+        "broker_session={}",
+        cookie_value(login.headers(), "broker_session").unwrap()
+    );
+    // Sent raw: HTTP clients resolve dot segments before sending; attackers do not.
+    assert_eq!(raw_get(&app.base, "/api/items", &cookie).await, 200);
+    for path in [
+        "/api/%2e%2e/secret",
+        "/api/a/%2E./secret",
+        "/api/%252e%252e/secret",
+        "/api/../secret",
+    ] {
+        assert_eq!(raw_get(&app.base, path, &cookie).await, 400, "{path}");
+    }
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        1,
+        "only the plain path went through"
+    );
+
+    let res = app.get("/api/cookies").await;
+    assert_eq!(res.status(), 200);
+    let cookies = set_cookies(res.headers());
+    assert!(
+        cookies.iter().any(|c| c.starts_with("theme=")),
+        "{cookies:?}"
+    );
+    assert!(
+        !cookies
+            .iter()
+            .any(|c| c.starts_with("broker_session=planted")),
+        "{cookies:?}"
+    );
+    assert_eq!(app.me().await.status(), 200);
+}
+
+/// `GET path` over a plain TCP connection, exactly as written; returns the status code.
+async fn raw_get(base: &str, path: &str, cookie: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let head = String::from_utf8_lossy(&answer);
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
