@@ -115,7 +115,9 @@ async function exchangeCode() {
   const clean = new URL(location.href);
   clean.searchParams.delete('code');
   history.replaceState(null, '', clean);
-  const res = await call('/auth/token', { method: 'POST', body: { code } });
+  const verifier = sessionStorage.getItem(VERIFIER);
+  sessionStorage.removeItem(VERIFIER);
+  const res = await call('/auth/token', { method: 'POST', body: { code, code_verifier: verifier } });
   if (!res.ok || !res.data || typeof res.data.access_token !== 'string') {
     throw new Error(`Sign-in could not be completed: ${messageOf(res)}`);
   }
@@ -221,9 +223,25 @@ function setMode(next) {
   }
 }
 
-function login() {
+const VERIFIER = 'broker-example-code-verifier';
+
+const base64url = (bytes) =>
+  btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+// Token mode binds the one-time code to this tab with PKCE (RFC 7636): a code planted in
+// someone else's address bar is useless without the verifier kept here.
+async function pkceChallenge() {
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  sessionStorage.setItem(VERIFIER, verifier);
+  return base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+}
+
+async function login() {
   const returnTo = encodeURIComponent(pageUrl());
-  const query = mode === 'token' ? `mode=token&return_to=${returnTo}` : `return_to=${returnTo}`;
+  let query = `return_to=${returnTo}`;
+  if (mode === 'token') {
+    query = `mode=token&code_challenge=${await pkceChallenge()}&code_challenge_method=S256&${query}`;
+  }
   location.assign(`${broker}/auth/login?${query}`);
 }
 

@@ -129,7 +129,7 @@ async fn password(
             &client,
         )
         .await?;
-        land(&state, &return_to, token_mode, &record).await
+        land(&state, &return_to, token_mode, None, &record).await
     }
     .await;
     if let Err(e) = &outcome {

@@ -42,6 +42,31 @@ struct LoginParams {
     /// `token`: the app gets a one-time code on `return_to` (token mode); `cookie` (the default):
     /// the session cookie alone.
     mode: Option<String>,
+    /// Token mode: an RFC 7636 S256 challenge; the code is then only traded with its verifier.
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// A token-mode PKCE challenge as given: S256 only, 43 base64url characters.
+fn code_challenge(
+    token_mode: bool,
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> AppResult<Option<String>> {
+    let Some(challenge) = challenge.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let well_formed = challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !token_mode || method.unwrap_or("S256") != "S256" || !well_formed {
+        return Err(AppError::bad_request(
+            "invalid_request",
+            "code_challenge goes with mode=token, as an S256 challenge (code_challenge_method=S256).",
+        ));
+    }
+    Ok(Some(challenge.to_string()))
 }
 
 /// `mode=token` or `mode=cookie` (the default).
@@ -62,6 +87,7 @@ pub async fn land(
     state: &AppState,
     return_to: &str,
     token_mode: bool,
+    code_challenge: Option<&str>,
     record: &SessionRecord,
 ) -> AppResult<Response> {
     let target = if token_mode {
@@ -72,6 +98,7 @@ pub async fn land(
             .put_login_code(
                 &code,
                 &record.handle,
+                code_challenge,
                 state.clock.now().unix_timestamp() + ttl,
             )
             .await?;
@@ -188,6 +215,11 @@ async fn login(
 ) -> AppResult<Response> {
     let return_to = validate_return_to(&state, params.return_to.as_deref())?;
     let token_mode = token_mode(params.mode.as_deref())?;
+    let challenge = code_challenge(
+        token_mode,
+        params.code_challenge.as_deref(),
+        params.code_challenge_method.as_deref(),
+    )?;
     let provider_id = match params.provider {
         Some(p) => p,
         None if state.providers.len() == 1 => state
@@ -210,6 +242,7 @@ async fn login(
         created_at: state.clock.now().unix_timestamp(),
         firebase_session_id: None,
         token_mode,
+        code_challenge: challenge,
     };
     let (key, url) = match &provider.flow {
         Flow::Oidc(client) => {
@@ -440,7 +473,14 @@ async fn complete_callback(
         client,
     )
     .await?;
-    land(state, &tx.return_to, tx.token_mode, &record).await
+    land(
+        state,
+        &tx.return_to,
+        tx.token_mode,
+        tx.code_challenge.as_deref(),
+        &record,
+    )
+    .await
 }
 
 fn provider_error(error: Option<&str>) -> AppResult<()> {

@@ -105,6 +105,8 @@ pub async fn access_token_for(
 #[derive(Deserialize)]
 struct TokenRequest {
     code: String,
+    /// RFC 7636: required when the login was started with a `code_challenge`.
+    code_verifier: Option<String>,
 }
 
 async fn token(
@@ -122,11 +124,21 @@ async fn token(
         e.login_url = Some(state.login_url());
         e
     };
-    let handle = state
+    let (handle, challenge) = state
         .store
         .take_login_code(&req.code, now)
         .await?
         .ok_or_else(refused)?;
+    // The code is taken either way: a wrong verifier burns it.
+    if let Some(challenge) = challenge {
+        let matches = req
+            .code_verifier
+            .as_deref()
+            .is_some_and(|v| crypto::constant_time_eq(&crypto::pkce_challenge(v), &challenge));
+        if !matches {
+            return Err(refused());
+        }
+    }
     let caller = caller::live_by_handle(&state, &handle)
         .await?
         .ok_or_else(refused)?;

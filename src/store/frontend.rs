@@ -26,30 +26,35 @@ impl Store {
         &self,
         code: &str,
         handle: &str,
+        code_challenge: Option<&str>,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO login_codes (code_hash, handle, expires_at) VALUES ($1, $2, $3)")
-            .bind(crypto::sha256_b64(code))
-            .bind(handle)
-            .bind(expires_at)
-            .execute(self.pool())
-            .await
-            .map(|_| ())
+        sqlx::query(
+            "INSERT INTO login_codes (code_hash, handle, code_challenge, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(crypto::sha256_b64(code))
+        .bind(handle)
+        .bind(code_challenge)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await
+        .map(|_| ())
     }
 
-    /// Removes the code and returns its session handle, once; an expired code returns nothing.
+    /// Removes the code and returns its session handle and PKCE challenge, once; an expired code
+    /// returns nothing.
     pub async fn take_login_code(
         &self,
         code: &str,
         now: i64,
-    ) -> Result<Option<String>, sqlx::Error> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM login_codes WHERE code_hash = $1 RETURNING handle, expires_at",
+    ) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+            "DELETE FROM login_codes WHERE code_hash = $1 RETURNING handle, code_challenge, expires_at",
         )
         .bind(crypto::sha256_b64(code))
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.and_then(|(handle, exp)| (exp > now).then_some(handle)))
+        Ok(row.and_then(|(handle, challenge, exp)| (exp > now).then_some((handle, challenge))))
     }
 
     pub async fn put_refresh_token(

@@ -226,6 +226,9 @@ pub struct LoginTransaction {
     /// Token mode: the app gets a one-time code instead of relying on the cookie.
     #[serde(default)]
     pub token_mode: bool,
+    /// Token mode with PKCE: the S256 challenge the code's verifier must match.
+    #[serde(default)]
+    pub code_challenge: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

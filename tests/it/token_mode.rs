@@ -454,3 +454,64 @@ async fn every_instance_verifies_tokens_another_instance_signed() {
         .expect("instance B learns instance A's key from the shared store");
     assert_eq!(claims.sub, t["user"]["id"].as_str().unwrap());
 }
+
+#[tokio::test]
+async fn a_code_from_a_login_with_a_pkce_challenge_is_traded_only_with_its_verifier() {
+    let app = spawn(dev_provider()).await;
+    let verifier = oidc_broker::crypto::random_token(40);
+    let challenge = oidc_broker::crypto::pkce_challenge(&verifier);
+    let query = format!(
+        "provider=dev&mode=token&code_challenge={challenge}&code_challenge_method=S256&return_to={}",
+        urlencode(APP_PAGE)
+    );
+    let login = async || {
+        let res = app.dev_login_query("alice", &query).await;
+        query_param(&location(res.headers()), "code").unwrap()
+    };
+    let post = |body: Value| {
+        let url = app.url("/auth/token");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Without the verifier (a code planted in someone else's browser): refused, and burnt.
+    let code = login().await;
+    assert_eq!(post(json!({ "code": code })).await, 400);
+    assert_eq!(
+        post(json!({ "code": code, "code_verifier": verifier })).await,
+        400
+    );
+    // With a wrong one: refused.
+    let code = login().await;
+    let wrong = oidc_broker::crypto::random_token(40);
+    assert_eq!(
+        post(json!({ "code": code, "code_verifier": wrong })).await,
+        400
+    );
+    // With its own: tokens.
+    let code = login().await;
+    assert_eq!(
+        post(json!({ "code": code, "code_verifier": verifier })).await,
+        200
+    );
+
+    // A challenge outside token mode, or of another method, is a clear error.
+    let res = app
+        .get(&format!(
+            "/auth/login?provider=dev&code_challenge={challenge}"
+        ))
+        .await;
+    assert_eq!(res.status(), 400);
+    let res = app
+        .get(&format!(
+            "/auth/login?provider=dev&mode=token&code_challenge={challenge}&code_challenge_method=plain"
+        ))
+        .await;
+    assert_eq!(res.status(), 400);
+}
