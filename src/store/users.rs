@@ -94,6 +94,16 @@ impl Store {
         let profile =
             serde_json::to_string(identity).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let mut tx = self.pool().begin().await?;
+        // A write first: on SQLite it takes the write lock now (waiting out other writers), instead
+        // of upgrading a read later, which fails at once when another login committed meanwhile.
+        sqlx::query(
+            "UPDATE identities SET last_login_at = $1 WHERE provider = $2 AND subject = $3",
+        )
+        .bind(ts)
+        .bind(&identity.provider)
+        .bind(&identity.subject)
+        .execute(&mut *tx)
+        .await?;
         let known: Option<(String,)> =
             sqlx::query_as("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
                 .bind(&identity.provider)
@@ -178,16 +188,6 @@ impl Store {
             .bind(identity.email_verified)
             .bind(&profile)
             .bind(&user_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !inserted {
-            sqlx::query(
-                "UPDATE identities SET last_login_at = $1 WHERE provider = $2 AND subject = $3",
-            )
-            .bind(ts)
-            .bind(&identity.provider)
-            .bind(&identity.subject)
             .execute(&mut *tx)
             .await?;
         }

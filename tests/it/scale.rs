@@ -309,3 +309,32 @@ async fn a_request_still_running_when_its_session_is_revoked_cannot_write_it_bac
     assert!(state.sessions.load(&id).await.unwrap().is_none());
     assert_eq!(app.me().await.status(), 401);
 }
+
+#[tokio::test]
+async fn concurrent_logins_of_one_person_all_succeed_with_one_user() {
+    let app = spawn(dev_provider()).await;
+    let login = || async {
+        let client = browser();
+        let res = client
+            .get(app.url("/auth/login?provider=dev"))
+            .send()
+            .await
+            .unwrap();
+        let res = dev_pick_user(&client, &location(res.headers()), "bob").await;
+        assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+        let me = client
+            .get(app.url("/auth/me"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        me["user"]["id"].as_str().unwrap().to_string()
+    };
+    // First logins of a new identity, then returning ones, eight at a time.
+    for _ in 0..2 {
+        let ids = futures::future::join_all((0..8).map(|_| login())).await;
+        assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    }
+}
