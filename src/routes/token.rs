@@ -215,24 +215,47 @@ async fn refresh(
         audit::record(&state.store, now, event).await;
         return Err(invalid_grant(ENDED));
     };
-    let refresh_token = if tokens.rotate_refresh_tokens {
-        let next = format!("rt_{}", crypto::random_token(32));
-        let expires_at = caller.record.absolute_expires_at;
-        let rotated = row.superseded_at.is_none()
-            && state
-                .store
-                .rotate_refresh_token(&req.refresh_token, &next, &row.handle, now, expires_at)
-                .await?;
-        if !rotated {
-            // Within the grace window (a retry, or two tabs at once): a token of its own.
-            state
-                .store
-                .put_refresh_token(&next, &row.handle, now, expires_at)
-                .await?;
-        }
-        next
-    } else {
+    let refresh_token = if !tokens.rotate_refresh_tokens {
         req.refresh_token
+    } else if let Some(sealed) = &row.successor_sealed {
+        // A retry within the grace window (a lost answer, two tabs at once): the same successor,
+        // so there is still one chain, and a copy used later is still recognised.
+        state
+            .vault
+            .open_value(sealed, &successor_context(&row.handle))
+            .map_err(|_| invalid_grant(ENDED))?
+    } else {
+        let next = format!("rt_{}", crypto::random_token(32));
+        let sealed = state
+            .vault
+            .seal_value(&next, &successor_context(&row.handle))
+            .map_err(AppError::internal)?;
+        let rotated = state
+            .store
+            .rotate_refresh_token(
+                &req.refresh_token,
+                &next,
+                &sealed,
+                &row.handle,
+                now,
+                caller.record.absolute_expires_at,
+            )
+            .await?;
+        if rotated {
+            next
+        } else {
+            // Another request rotated it a moment ago: its successor is the one.
+            let sealed = state
+                .store
+                .refresh_token(&req.refresh_token)
+                .await?
+                .and_then(|r| r.successor_sealed)
+                .ok_or_else(|| invalid_grant(ENDED))?;
+            state
+                .vault
+                .open_value(&sealed, &successor_context(&row.handle))
+                .map_err(|_| invalid_grant(ENDED))?
+        }
     };
     let (access_token, expires_in) = access_token(&state, &caller).await?;
     let event = AuditEvent::new(Event::RefreshSucceeded)
@@ -252,6 +275,10 @@ async fn refresh(
         }))
         .into_response(),
     ))
+}
+
+fn successor_context(handle: &str) -> String {
+    format!("refresh-successor:{handle}")
 }
 
 async fn jwks(State(state): State<AppState>) -> AppResult<Response> {

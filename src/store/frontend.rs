@@ -10,6 +10,8 @@ pub struct RefreshTokenRow {
     pub handle: String,
     pub expires_at: i64,
     pub superseded_at: Option<i64>,
+    /// With rotation: the token that replaced this one, sealed.
+    pub successor_sealed: Option<String>,
 }
 
 /// A signing key as stored: the private half sealed, the public half as a JWK.
@@ -77,19 +79,20 @@ impl Store {
     }
 
     pub async fn refresh_token(&self, token: &str) -> Result<Option<RefreshTokenRow>, sqlx::Error> {
-        let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT handle, expires_at, superseded_at FROM broker_refresh_tokens WHERE token_hash = $1",
+        let row: Option<(String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT handle, expires_at, superseded_at, successor_sealed FROM broker_refresh_tokens WHERE token_hash = $1",
         )
         .bind(crypto::sha256_b64(token))
         .fetch_optional(self.pool())
         .await?;
-        Ok(
-            row.map(|(handle, expires_at, superseded_at)| RefreshTokenRow {
+        Ok(row.map(
+            |(handle, expires_at, superseded_at, successor_sealed)| RefreshTokenRow {
                 handle,
                 expires_at,
                 superseded_at,
-            }),
-        )
+                successor_sealed,
+            },
+        ))
     }
 
     /// Replaces `old` by `new` in one step; `false` when `old` was already replaced (a concurrent
@@ -98,15 +101,17 @@ impl Store {
         &self,
         old: &str,
         new: &str,
+        new_sealed: &str,
         handle: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         let marked = sqlx::query(
-            "UPDATE broker_refresh_tokens SET superseded_at = $1 WHERE token_hash = $2 AND superseded_at IS NULL",
+            "UPDATE broker_refresh_tokens SET superseded_at = $1, successor_sealed = $2 WHERE token_hash = $3 AND superseded_at IS NULL",
         )
         .bind(now)
+        .bind(new_sealed)
         .bind(crypto::sha256_b64(old))
         .execute(&mut *tx)
         .await?

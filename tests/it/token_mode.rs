@@ -370,10 +370,12 @@ async fn rotation_accepts_the_previous_token_within_the_grace_and_ends_the_sessi
         .to_string();
     assert_ne!(rt1, rt2);
 
-    // A retry with the previous token, within the grace window, is fine.
+    // A retry with the previous token, within the grace window, is fine: it gets the same
+    // successor, not a second chain.
     app.clock.advance(Duration::from_secs(10));
     let res = refresh(&app, &rt1).await;
     assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["refresh_token"], rt2.as_str());
 
     // After it, the previous token is a copy: the session ends, and every token with it.
     app.clock.advance(Duration::from_secs(60));
