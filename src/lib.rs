@@ -10,6 +10,7 @@ pub mod audit;
 pub mod client_info;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod crypto;
 pub mod device;
 pub mod error;
@@ -29,9 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use tower_sessions::{ExpiredDeletion, SessionManagerLayer};
@@ -70,36 +70,6 @@ fn is_html(res: &axum::response::Response) -> bool {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/html"))
-}
-
-/// CORS for the configured app origins only (exact match, with credentials, never `*`).
-fn cors(config: &Config) -> CorsLayer {
-    let origins: Vec<HeaderValue> = config
-        .server
-        .allowed_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
-        .allow_methods([
-            Method::GET,
-            Method::HEAD,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-        ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            HeaderName::from_static("x-csrf"),
-            // WeWeb's Token Based Auth plugin marks its retry after a refresh with this header.
-            HeaderName::from_static("ww-retry"),
-        ])
-        .max_age(Duration::from_secs(600))
 }
 
 pub struct App {
@@ -163,7 +133,7 @@ impl App {
         let vault = TokenVault::new(ring);
         let upstream =
             routes::proxy::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
-        let cors = cors(&config);
+        let cors = cors::CorsLayer::new(&config.server.allowed_origins);
         let state = AppState(Arc::new(Inner {
             config,
             store,
