@@ -102,6 +102,25 @@ pub async fn access_token_for(
     Ok((token, claims.exp - now))
 }
 
+/// The answer of both token endpoints (RFC 6749 §5.1 shape, plus the user), never cached.
+async fn token_response(
+    state: &AppState,
+    caller: &Caller,
+    refresh_token: &str,
+) -> AppResult<Response> {
+    let (access_token, expires_in) = access_token(state, caller).await?;
+    Ok(no_store(
+        Json(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "refresh_token": refresh_token,
+            "user": caller.record.user,
+        }))
+        .into_response(),
+    ))
+}
+
 #[derive(Deserialize)]
 struct TokenRequest {
     code: String,
@@ -152,18 +171,8 @@ async fn token(
             caller.record.absolute_expires_at,
         )
         .await?;
-    let (access_token, expires_in) = access_token(&state, &caller).await?;
     tracing::info!(user = %caller.record.user.id, session = %handle, "token-mode code traded");
-    Ok(no_store(
-        Json(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "refresh_token": refresh_token,
-            "user": caller.record.user,
-        }))
-        .into_response(),
-    ))
+    token_response(&state, &caller, &refresh_token).await
 }
 
 #[derive(Deserialize)]
@@ -257,7 +266,7 @@ async fn refresh(
                 .map_err(|_| invalid_grant(ENDED))?
         }
     };
-    let (access_token, expires_in) = access_token(&state, &caller).await?;
+    let response = token_response(&state, &caller, &refresh_token).await?;
     let event = AuditEvent::new(Event::RefreshSucceeded)
         .user(&caller.record.user.id)
         .session(&caller.record.handle)
@@ -265,16 +274,7 @@ async fn refresh(
         .client(&client)
         .detail("token", "broker");
     audit::record(&state.store, now, event).await;
-    Ok(no_store(
-        Json(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "refresh_token": refresh_token,
-            "user": caller.record.user,
-        }))
-        .into_response(),
-    ))
+    Ok(response)
 }
 
 fn successor_context(handle: &str) -> String {
