@@ -105,19 +105,9 @@ fn main() -> ExitCode {
         Command::Users { command } => operator::run(operator::Operation::Users(command)),
         Command::Serve { config } => {
             init_tracing();
-            let cfg = match config::load(&config, std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{}: {e}", config.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let (cfg, runtime) = match operator::config_and_runtime(&config) {
+                Ok(both) => both,
+                Err(code) => return code,
             };
             match runtime.block_on(serve(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -102,6 +102,21 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// The configuration at `path` and a runtime to act on it; what went wrong is said on stderr.
+pub fn config_and_runtime(
+    path: &std::path::Path,
+) -> Result<(config::Config, tokio::runtime::Runtime), ExitCode> {
+    let cfg = config::load(path, std::env::vars()).map_err(|e| {
+        eprint!("{}: {e}", path.display());
+        ExitCode::FAILURE
+    })?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok((cfg, runtime))
+}
+
 pub fn run(op: Operation) -> ExitCode {
     // Warnings (an audit event that could not be stored) go to stderr; the answer to stdout.
     let _ = tracing_subscriber::fmt()
@@ -109,20 +124,9 @@ pub fn run(op: Operation) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-    let path = op.config_path().to_path_buf();
-    let cfg = match config::load(&path, std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (cfg, runtime) = match config_and_runtime(op.config_path()) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     match runtime.block_on(execute(op, &cfg)) {
         Ok(()) => ExitCode::SUCCESS,
