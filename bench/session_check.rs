@@ -39,6 +39,19 @@ fn main() {
     let (bare_url, me_url, cookie) = server_rt.block_on(start_servers(dir.path()));
 
     let wrk = which_wrk();
+    if std::env::var("BROKER_BENCH_ONLY").as_deref() == Ok("redis") {
+        // A quick run for work on the Redis path: the baseline and the Redis broker only.
+        let bare_max = max_rate(&wrk, &bare_url, None);
+        let redis = server_rt.block_on(start_redis_broker());
+        let redis_max = max_rate(&wrk, &redis.me_url, Some(&redis.cookie));
+        println!(
+            "bare {bare_max:.0} req/s, /auth/me on Redis {redis_max:.0} req/s: ratio {:.2}",
+            redis_max / bare_max
+        );
+        let _ = (me_url, cookie);
+        drop(server_rt);
+        return;
+    }
     println!(
         "session check vs bare axum handler — {SECONDS}s per run; max with wrk over {CONNECTIONS} connections, latency open-loop over {OPEN_LOOP_CONNECTIONS}"
     );

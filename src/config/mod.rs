@@ -182,6 +182,8 @@ pub struct SessionStoreConfig {
     pub url: String,
     /// Every key starts with this, so brokers can share a Redis.
     pub prefix: String,
+    /// Keep records read for the session check in memory while Redis tracks them for us.
+    pub local_cache: bool,
 }
 
 impl fmt::Debug for SessionStoreConfig {
@@ -189,6 +191,7 @@ impl fmt::Debug for SessionStoreConfig {
         f.debug_struct("SessionStoreConfig")
             .field("url", &redact_url(&self.url))
             .field("prefix", &self.prefix)
+            .field("local_cache", &self.local_cache)
             .finish()
     }
 }
@@ -230,6 +233,7 @@ struct RawStore {
 struct RawSessions {
     url: Option<String>,
     prefix: Option<String>,
+    local_cache: Option<bool>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -629,7 +633,11 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
             );
             return None;
         }
-        Some(SessionStoreConfig { url, prefix })
+        Some(SessionStoreConfig {
+            url,
+            prefix,
+            local_cache: raw.local_cache.unwrap_or(true),
+        })
     });
 
     let mut providers = BTreeMap::new();

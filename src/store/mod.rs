@@ -25,6 +25,7 @@ mod audit;
 pub mod devices;
 mod frontend;
 mod index;
+mod record_cache;
 pub mod sessions;
 mod users;
 
@@ -65,8 +66,12 @@ impl Backends {
             open_postgres(url, schema).await?
         };
         let sessions = match &config.sessions {
-            Some(SessionStoreConfig { url, prefix }) => SessionBackend::Redis(
-                RedisSessions::connect(url, prefix)
+            Some(SessionStoreConfig {
+                url,
+                prefix,
+                local_cache,
+            }) => SessionBackend::Redis(
+                RedisSessions::connect(url, prefix, *local_cache)
                     .await
                     .map_err(StoreOpenError::Sessions)?,
             ),

@@ -15,13 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fred::types::SetOptions;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions_redis_store::fred;
-use tower_sessions_redis_store::fred::types::SetOptions;
 use tower_sessions_sqlx_store::SqliteStore;
+
+use super::record_cache::RecordCache;
+
+/// How long a request waits for Redis before it answers 503.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 const MAX_IDLE_READERS: usize = 8;
 
@@ -215,9 +219,15 @@ impl ExpiredDeletion for PgSessions {
 /// `{prefix}{id}` with the record's expiry as the key's `EXAT`, so Redis removes what has expired.
 /// A save never recreates a deleted record (`SET … XX`): a session revoked on another instance
 /// stays revoked even if a request that was using it finishes afterwards.
+///
+/// One connection, on which concurrent commands are pipelined: fewer, fuller round trips cost
+/// Redis and the broker less than a pool of connections each carrying a few. Unless turned off
+/// (`[sessions] local_cache = false`) or on a Cluster, records read for the session check are
+/// kept in a [`RecordCache`] that Redis invalidates (see there).
 #[derive(Clone)]
 pub struct RedisSessions {
-    pool: fred::clients::Pool,
+    client: fred::clients::Client,
+    cache: Option<Arc<RecordCache>>,
     prefix: Arc<str>,
 }
 
@@ -225,6 +235,7 @@ impl std::fmt::Debug for RedisSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSessions")
             .field("prefix", &self.prefix)
+            .field("local_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -236,31 +247,42 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
 impl RedisSessions {
     /// Connects in the background: a Redis that is down at start makes `/readyz` red and requests
     /// answer 503 until it is back, like a Redis that goes away later.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
+    pub async fn connect(url: &str, prefix: &str, local_cache: bool) -> Result<Self, String> {
         use fred::prelude::*;
-        let config = Config::from_url(url).map_err(|e| e.to_string())?;
-        let pool = Builder::from_config(config)
+        use fred::types::config::ServerConfig;
+        let mut config = Config::from_url(url).map_err(|e| e.to_string())?;
+        // Tracking pushes arrive on the connection that reads, which takes RESP3 (Redis 6+). On a
+        // Cluster the read and its `CLIENT CACHING` would go to different nodes.
+        let cached = local_cache && !matches!(config.server, ServerConfig::Clustered { .. });
+        if cached {
+            config.version = fred::types::RespVersion::RESP3;
+        }
+        let client = Builder::from_config(config)
             .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(2);
-                c.internal_command_timeout = Duration::from_secs(2);
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
                 c.max_command_attempts = 1;
             })
             .with_performance_config(|p| {
-                // A request waits at most this long for Redis before it answers 503.
-                p.default_command_timeout = Duration::from_secs(2);
+                p.default_command_timeout = COMMAND_TIMEOUT;
             })
             .set_policy(ReconnectPolicy::new_constant(0, 500))
-            .build_pool(4)
+            .build()
             .map_err(|e| e.to_string())?;
-        pool.connect();
-        if tokio::time::timeout(Duration::from_secs(3), pool.wait_for_connect())
+        let cache = cached.then(|| Arc::new(RecordCache::default()));
+        if let Some(cache) = &cache {
+            keep_invalidated(&client, cache.clone());
+        }
+        client.connect();
+        if tokio::time::timeout(Duration::from_secs(3), client.wait_for_connect())
             .await
             .is_err()
         {
             tracing::warn!("Redis is not reachable yet; retrying in the background");
         }
         Ok(RedisSessions {
-            pool,
+            client,
+            cache,
             prefix: Arc::from(prefix),
         })
     }
@@ -269,32 +291,110 @@ impl RedisSessions {
         format!("{}{}", self.prefix, id)
     }
 
+    fn forget(&self, key: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget([key]);
+        }
+    }
+
     async fn write(&self, record: &Record, opt: SetOptions) -> session_store::Result<bool> {
         use fred::prelude::*;
         let data =
             rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let set: Option<String> = self
-            .pool
+        let key = self.key(&record.id);
+        self.forget(&key);
+        let set: Result<Option<String>, _> = self
+            .client
             .set(
-                self.key(&record.id),
+                key.as_str(),
                 data.as_slice(),
                 Some(Expiration::EXAT(record.expiry_date.unix_timestamp())),
                 Some(opt),
                 false,
             )
-            .await
-            .map_err(backend)?;
-        Ok(set.is_some())
+            .await;
+        self.forget(&key);
+        Ok(set.map_err(backend)?.is_some())
+    }
+
+    /// The stored bytes at `key`; through the cache when there is one and the client is connected.
+    async fn read(&self, key: &str) -> session_store::Result<Option<Vec<u8>>> {
+        use fred::prelude::*;
+        let Some(cache) = self.cache.as_ref().filter(|_| self.client.is_connected()) else {
+            return self.client.get(key).await.map_err(backend);
+        };
+        if let Some(hit) = cache.get(key) {
+            return Ok(Some(hit.to_vec()));
+        }
+        let epoch = cache.epoch();
+        let pipeline = self.client.pipeline();
+        let queued: Result<(), _> = pipeline.client_caching(true).await;
+        queued.map_err(backend)?;
+        let queued: Result<(), _> = pipeline.get(key).await;
+        queued.map_err(backend)?;
+        let mut answers = pipeline.try_all::<Value>().await.into_iter();
+        // An error here means the connection is not tracking (yet): answer, but do not cache.
+        let tracked = matches!(answers.next(), Some(Ok(_)));
+        let data: Option<Vec<u8>> = match answers.next() {
+            Some(answer) => answer.and_then(|v| v.convert()).map_err(backend)?,
+            None => return Err(backend("no answer from Redis")),
+        };
+        if tracked && let Some(d) = &data {
+            cache.fill(epoch, key, d);
+        }
+        Ok(data)
     }
 
     pub async fn ping(&self) -> Result<(), String> {
         use fred::prelude::*;
-        self.pool
+        self.client
             .ping::<String>(None)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Keeps `cache` in step with Redis: drops what Redis says changed, empties it when pushes may have
+/// been missed, and turns tracking on for every new connection.
+fn keep_invalidated(client: &fred::clients::Client, cache: Arc<RecordCache>) {
+    use fred::prelude::*;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut pushes = client.invalidation_rx();
+    let c = cache.clone();
+    tokio::spawn(async move {
+        loop {
+            match pushes.recv().await {
+                // No keys: Redis flushed its tracking table (FLUSHALL, or it was full).
+                Ok(inv) if inv.keys.is_empty() => c.flush(),
+                Ok(inv) => c.forget(inv.keys.iter().filter_map(|k| k.as_str())),
+                Err(RecvError::Lagged(_)) => c.flush(),
+                Err(RecvError::Closed) => {
+                    c.flush();
+                    break;
+                }
+            }
+        }
+    });
+    let (c, tracked) = (cache.clone(), client.clone());
+    client.on_reconnect(move |_| {
+        // A new connection tracks nothing, and pushes for the old one are lost.
+        c.flush();
+        let client = tracked.clone();
+        async move {
+            let on: Result<(), _> = client
+                .start_tracking(Vec::<String>::new(), false, true, false, false)
+                .await;
+            if let Err(e) = on {
+                tracing::warn!(error = %e, "Redis refused client tracking; session records are read on every request");
+            }
+            Ok(())
+        }
+    });
+    client.on_error(move |_| {
+        cache.flush();
+        async { Ok(()) }
+    });
 }
 
 #[async_trait]
@@ -311,8 +411,7 @@ impl SessionStore for RedisSessions {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        use fred::prelude::*;
-        let data: Option<Vec<u8>> = self.pool.get(self.key(id)).await.map_err(backend)?;
+        let data = self.read(&self.key(id)).await?;
         data.map(|d| {
             rmp_serde::from_slice(&d).map_err(|e| session_store::Error::Decode(e.to_string()))
         })
@@ -321,7 +420,11 @@ impl SessionStore for RedisSessions {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         use fred::prelude::*;
-        let _: i64 = self.pool.del(self.key(id)).await.map_err(backend)?;
+        let key = self.key(id);
+        self.forget(&key);
+        let deleted: Result<i64, _> = self.client.del(key.as_str()).await;
+        self.forget(&key);
+        deleted.map_err(backend)?;
         Ok(())
     }
 }
@@ -340,6 +443,14 @@ impl SessionBackend {
             SessionBackend::Sqlite(_) => "sqlite",
             SessionBackend::Postgres(_) => "postgres",
             SessionBackend::Redis(_) => "redis",
+        }
+    }
+
+    /// Session records held in this instance's local cache (only Redis has one).
+    pub fn cached_records(&self) -> usize {
+        match self {
+            SessionBackend::Redis(r) => r.cache.as_ref().map_or(0, |c| c.len()),
+            _ => 0,
         }
     }
 

@@ -124,6 +124,12 @@ async fn redis_going_away_answers_503_and_service_resumes_with_every_session() {
     assert_eq!(app.me().await.status(), 200);
 
     redis.down();
+    // Records read before are kept while Redis tracks them; the cache is dropped as soon as the
+    // broker sees the connection go.
+    wait_for("the session check answers 503", async || {
+        status(&app.browser, &app.url("/auth/me")).await == 503
+    })
+    .await;
     let res = app.me().await;
     assert_eq!(res.status(), 503);
     let body = json(res).await;
@@ -336,5 +342,55 @@ async fn concurrent_logins_of_one_person_all_succeed_with_one_user() {
     for _ in 0..2 {
         let ids = futures::future::join_all((0..8).map(|_| login())).await;
         assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    }
+}
+
+/// Deletes every key under `prefix`, as another instance ending those sessions would.
+async fn delete_in_redis(prefix: &str) -> usize {
+    use fred::prelude::*;
+    let client = Builder::from_config(Config::from_url(&redis_url()).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    let keys: Vec<String> = client
+        .custom(fred::cmd!("KEYS"), vec![format!("{prefix}*")])
+        .await
+        .unwrap();
+    for k in &keys {
+        let _: i64 = client.del(k.as_str()).await.unwrap();
+    }
+    let _ = client.quit().await;
+    keys.len()
+}
+
+/// The session check keeps records it read in memory while Redis tracks them: a record that
+/// another instance deletes must be refused at the very next request all the same — and the
+/// same holds with the local cache turned off.
+#[tokio::test]
+async fn a_session_ended_in_redis_by_another_instance_is_refused_at_the_next_request() {
+    for local_cache in [true, false] {
+        let prefix = unique("ended:");
+        let app = spawn(
+            Spawn::providers(format!(
+                "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\nlocal_cache = {local_cache}\n",
+                redis_url(),
+            ))
+            .own_sessions(),
+        )
+        .await;
+        for round in 0..5 {
+            app.dev_login("alice").await;
+            for _ in 0..3 {
+                assert_eq!(app.me().await.status(), 200, "round {round}");
+            }
+            let cached = app.state.sessions.cached_records();
+            assert_eq!(cached >= 1, local_cache, "round {round}: {cached} cached");
+            assert!(delete_in_redis(&prefix).await >= 1);
+            assert_eq!(
+                app.me().await.status(),
+                401,
+                "round {round}, local_cache = {local_cache}: a deleted record was answered"
+            );
+        }
     }
 }
