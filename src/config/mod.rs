@@ -182,7 +182,8 @@ pub struct SessionStoreConfig {
     pub url: String,
     /// Every key starts with this, so brokers can share a Redis.
     pub prefix: String,
-    /// Keep records read for the session check in memory while Redis tracks them for us.
+    /// Keep records read for the session check in memory while Redis tracks them for us (off by
+    /// default: a change made on another instance then takes the time of Redis's push to arrive).
     pub local_cache: bool,
 }
 
@@ -636,7 +637,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         Some(SessionStoreConfig {
             url,
             prefix,
-            local_cache: raw.local_cache.unwrap_or(true),
+            local_cache: raw.local_cache.unwrap_or(false),
         })
     });
 
