@@ -26,9 +26,12 @@ pub const MAX_AGE: Duration = Duration::from_secs(5);
 /// Entries kept; the cache is emptied when full.
 const MAX_ENTRIES: usize = 10_000;
 
+/// A record's stored bytes and when they were read.
+type Entry = (Arc<[u8]>, Instant);
+
 #[derive(Default)]
 pub struct RecordCache {
-    entries: Mutex<HashMap<String, (Arc<[u8]>, Instant)>>,
+    entries: Mutex<HashMap<String, Entry>>,
     /// Bumped, under the lock, by every invalidation, own write and flush.
     epoch: AtomicU64,
 }
