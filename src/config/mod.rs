@@ -400,9 +400,12 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let server: RawServer = section(&mut table, "server", &mut problems);
     let session: RawSession = section(&mut table, "session", &mut problems);
     let store: RawStore = section(&mut table, "store", &mut problems);
+    // A [sessions] table that does not parse is reported once, not again as missing keys.
+    let before = problems.len();
     let raw_sessions: Option<RawSessions> = table
         .contains_key("sessions")
-        .then(|| section(&mut table, "sessions", &mut problems));
+        .then(|| section(&mut table, "sessions", &mut problems))
+        .filter(|_| problems.len() == before);
     let raw_keys: Option<RawKeys> = table
         .contains_key("keys")
         .then(|| section(&mut table, "keys", &mut problems));
@@ -913,6 +916,23 @@ mod tests {
         client_id = "abc"
         client_secret = "from-file"
     "#;
+
+    #[test]
+    fn sessions_local_cache_is_off_unless_asked_for_and_a_bad_value_is_one_problem() {
+        let redis = "\n[sessions]\nurl = \"redis://127.0.0.1:6379/0\"\n";
+        let c = from_toml_str(&format!("{MINIMAL}{redis}"), Vec::new()).unwrap();
+        assert!(!c.sessions.unwrap().local_cache);
+        let c = from_toml_str(&format!("{MINIMAL}{redis}local_cache = true\n"), Vec::new());
+        assert!(c.unwrap().sessions.unwrap().local_cache);
+        let Err(ConfigError(problems)) = from_toml_str(
+            &format!("{MINIMAL}{redis}local_cache = \"yes\"\n"),
+            Vec::new(),
+        ) else {
+            panic!("a string for a boolean was accepted");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "sessions");
+    }
 
     #[test]
     fn durations_parse_with_units_and_sums() {
