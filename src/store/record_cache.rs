@@ -1,4 +1,5 @@
-//! Session records this instance read from Redis, kept while Redis tells it when they change.
+//! Session records this instance read from Redis, kept while Redis tells it when they change
+//! (opt-in: `[sessions] local_cache = true`).
 //!
 //! Redis's server-assisted client-side caching: the read that fills an entry goes out as
 //! `CLIENT CACHING yes` + `GET` on a connection in `CLIENT TRACKING ON OPTIN` mode, so Redis

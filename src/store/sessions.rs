@@ -221,9 +221,10 @@ impl ExpiredDeletion for PgSessions {
 /// stays revoked even if a request that was using it finishes afterwards.
 ///
 /// One connection, on which concurrent commands are pipelined: fewer, fuller round trips cost
-/// Redis and the broker less than a pool of connections each carrying a few. Unless turned off
-/// (`[sessions] local_cache = false`) or on a Cluster, records read for the session check are
-/// kept in a [`RecordCache`] that Redis invalidates (see there).
+/// Redis and the broker less than a pool of connections each carrying a few. When asked for
+/// (`[sessions] local_cache = true`) and not on a Cluster, records read for the session check are
+/// kept in a [`RecordCache`] that Redis invalidates (see there); off by default, because a
+/// revocation then reaches other instances with Redis's push, not at their next request.
 #[derive(Clone)]
 pub struct RedisSessions {
     client: fred::clients::Client,
