@@ -22,7 +22,9 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_sqlx_store::SqliteStore;
 
-use super::record_cache::RecordCache;
+use bytes::Bytes;
+
+use super::record_cache::{Fence, Tracker};
 
 /// How long a request waits for Redis before it answers 503.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -221,14 +223,14 @@ impl ExpiredDeletion for PgSessions {
 /// stays revoked even if a request that was using it finishes afterwards.
 ///
 /// One connection, on which concurrent commands are pipelined: fewer, fuller round trips cost
-/// Redis and the broker less than a pool of connections each carrying a few. When asked for
-/// (`[sessions] local_cache = true`) and not on a Cluster, records read for the session check are
-/// kept in a [`RecordCache`] that Redis invalidates (see there); off by default, because a
-/// revocation then reaches other instances with Redis's push, not at their next request.
+/// Redis and the broker less than a pool of connections each carrying a few. Unless turned off
+/// (`[sessions] local_cache = false`) and not on a Cluster, records read for the session check are
+/// kept in a cache that Redis invalidates and that is used only after a fence shows every earlier
+/// change has arrived (see [`Tracker`]), so a revocation holds at the next request either way.
 #[derive(Clone)]
 pub struct RedisSessions {
     client: fred::clients::Client,
-    cache: Option<Arc<RecordCache>>,
+    tracker: Option<Arc<Tracker>>,
     prefix: Arc<str>,
 }
 
@@ -236,7 +238,7 @@ impl std::fmt::Debug for RedisSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSessions")
             .field("prefix", &self.prefix)
-            .field("local_cache", &self.cache.is_some())
+            .field("local_cache", &self.tracker.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -252,8 +254,8 @@ impl RedisSessions {
         use fred::prelude::*;
         use fred::types::config::ServerConfig;
         let mut config = Config::from_url(url).map_err(|e| e.to_string())?;
-        // Tracking pushes arrive on the connection that reads, which takes RESP3 (Redis 6+). On a
-        // Cluster the read and its `CLIENT CACHING` would go to different nodes.
+        // Invalidations arrive on the connection that reads, which takes RESP3 (Redis 6+). On a
+        // Cluster the fence and the keys would be on different nodes.
         let cached = local_cache && !matches!(config.server, ServerConfig::Clustered { .. });
         if cached {
             config.version = fred::types::RespVersion::RESP3;
@@ -266,14 +268,12 @@ impl RedisSessions {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = COMMAND_TIMEOUT;
+                p.broadcast_channel_capacity = 1024;
             })
             .set_policy(ReconnectPolicy::new_constant(0, 500))
             .build()
             .map_err(|e| e.to_string())?;
-        let cache = cached.then(|| Arc::new(RecordCache::default()));
-        if let Some(cache) = &cache {
-            keep_invalidated(&client, cache.clone());
-        }
+        let tracker = cached.then(|| Tracker::start(&client, prefix));
         client.connect();
         if tokio::time::timeout(Duration::from_secs(3), client.wait_for_connect())
             .await
@@ -283,7 +283,7 @@ impl RedisSessions {
         }
         Ok(RedisSessions {
             client,
-            cache,
+            tracker,
             prefix: Arc::from(prefix),
         })
     }
@@ -293,8 +293,8 @@ impl RedisSessions {
     }
 
     fn forget(&self, key: &str) {
-        if let Some(cache) = &self.cache {
-            cache.forget([key]);
+        if let Some(t) = &self.tracker {
+            t.cache.forget([key]);
         }
     }
 
@@ -318,30 +318,30 @@ impl RedisSessions {
         Ok(set.map_err(backend)?.is_some())
     }
 
-    /// The stored bytes at `key`; through the cache when there is one and the client is connected.
-    async fn read(&self, key: &str) -> session_store::Result<Option<Vec<u8>>> {
+    /// The stored bytes at `key`: from the cache when it holds them and a fence says they are
+    /// current, from Redis otherwise.
+    async fn read(&self, key: &str) -> session_store::Result<Option<Bytes>> {
         use fred::prelude::*;
-        let Some(cache) = self.cache.as_ref().filter(|_| self.client.is_connected()) else {
+        let Some(tracker) = &self.tracker else {
             return self.client.get(key).await.map_err(backend);
         };
-        if let Some(hit) = cache.get(key) {
-            return Ok(Some(hit.to_vec()));
+        if tracker.cache.get(key).is_some() {
+            match tracker.fence().await {
+                Fence::Fresh => {
+                    if let Some(hit) = tracker.cache.get(key) {
+                        return Ok(Some(hit));
+                    }
+                }
+                Fence::Untracked => {}
+                Fence::Failed => return Err(backend("Redis did not answer")),
+            }
+        } else {
+            tracker.nudge();
         }
-        let epoch = cache.epoch();
-        let pipeline = self.client.pipeline();
-        let queued: Result<(), _> = pipeline.client_caching(true).await;
-        queued.map_err(backend)?;
-        let queued: Result<(), _> = pipeline.get(key).await;
-        queued.map_err(backend)?;
-        let mut answers = pipeline.try_all::<Value>().await.into_iter();
-        // An error here means the connection is not tracking (yet): answer, but do not cache.
-        let tracked = matches!(answers.next(), Some(Ok(_)));
-        let data: Option<Vec<u8>> = match answers.next() {
-            Some(answer) => answer.and_then(|v| v.convert()).map_err(backend)?,
-            None => return Err(backend("no answer from Redis")),
-        };
-        if tracked && let Some(d) = &data {
-            cache.fill(epoch, key, d);
+        let epoch = tracker.cache.epoch();
+        let data: Option<Bytes> = self.client.get(key).await.map_err(backend)?;
+        if let Some(d) = &data {
+            tracker.cache.fill(epoch, key, d.clone());
         }
         Ok(data)
     }
@@ -354,48 +354,15 @@ impl RedisSessions {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
-}
 
-/// Keeps `cache` in step with Redis: drops what Redis says changed, empties it when pushes may have
-/// been missed, and turns tracking on for every new connection.
-fn keep_invalidated(client: &fred::clients::Client, cache: Arc<RecordCache>) {
-    use fred::prelude::*;
-    use tokio::sync::broadcast::error::RecvError;
-    let mut pushes = client.invalidation_rx();
-    let c = cache.clone();
-    tokio::spawn(async move {
-        loop {
-            match pushes.recv().await {
-                // No keys: Redis flushed its tracking table (FLUSHALL, or it was full).
-                Ok(inv) if inv.keys.is_empty() => c.flush(),
-                Ok(inv) => c.forget(inv.keys.iter().filter_map(|k| k.as_str())),
-                Err(RecvError::Lagged(_)) => c.flush(),
-                Err(RecvError::Closed) => {
-                    c.flush();
-                    break;
-                }
-            }
-        }
-    });
-    let (c, tracked) = (cache.clone(), client.clone());
-    client.on_reconnect(move |_| {
-        // A new connection tracks nothing, and pushes for the old one are lost.
-        c.flush();
-        let client = tracked.clone();
-        async move {
-            let on: Result<(), _> = client
-                .start_tracking(Vec::<String>::new(), false, true, false, false)
-                .await;
-            if let Err(e) = on {
-                tracing::warn!(error = %e, "Redis refused client tracking; session records are read on every request");
-            }
-            Ok(())
-        }
-    });
-    client.on_error(move |_| {
-        cache.flush();
-        async { Ok(()) }
-    });
+    /// The id Redis gives this instance's connection (`CLIENT ID`), for diagnostics and tests.
+    pub async fn connection_id(&self) -> Result<i64, String> {
+        use fred::prelude::*;
+        self.client
+            .custom(fred::cmd!("CLIENT"), vec!["ID"])
+            .await
+            .map_err(|e: fred::error::Error| e.to_string())
+    }
 }
 
 #[async_trait]
@@ -450,8 +417,16 @@ impl SessionBackend {
     /// Session records held in this instance's local cache (only Redis has one).
     pub fn cached_records(&self) -> usize {
         match self {
-            SessionBackend::Redis(r) => r.cache.as_ref().map_or(0, |c| c.len()),
+            SessionBackend::Redis(r) => r.tracker.as_ref().map_or(0, |t| t.cache.len()),
             _ => 0,
+        }
+    }
+
+    /// Redis's id for the connection (`CLIENT ID`); `None` for the SQL stores.
+    pub async fn redis_connection_id(&self) -> Option<Result<i64, String>> {
+        match self {
+            SessionBackend::Redis(r) => Some(r.connection_id().await),
+            _ => None,
         }
     }
 
