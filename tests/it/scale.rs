@@ -13,11 +13,31 @@ use crate::helpers::*;
 use crate::peers::free_port;
 
 /// A TCP proxy the test can cut: while down it drops every connection through it and refuses
-/// new ones, as a server that went away would.
+/// new ones, as a server that went away would. While held, the server's bytes wait in the proxy.
 struct Cuttable {
     addr: String,
     up: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
+    held: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Copies `from` to `to`, each chunk waiting while `held` is true.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if held.wait_for(|h| !*h).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Cuttable {
@@ -27,20 +47,25 @@ impl Cuttable {
         let up = Arc::new(AtomicBool::new(true));
         let (tx, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(tx);
-        let (up2, gen2) = (up.clone(), generation.clone());
+        let held = Arc::new(tokio::sync::watch::Sender::new(false));
+        let (up2, gen2, held2) = (up.clone(), generation.clone(), held.clone());
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped: the connection closes at once
                 }
                 let target = target.clone();
                 let mut cut = gen2.subscribe();
+                let (never, server_held) = (tokio::sync::watch::channel(false).1, held2.subscribe());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
+                    let ((in_r, in_w), (out_r, out_w)) =
+                        (inbound.into_split(), outbound.into_split());
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(in_r, out_w, never) => {}
+                        _ = pump(out_r, in_w, server_held) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -50,7 +75,12 @@ impl Cuttable {
             addr,
             up,
             generation,
+            held,
         }
+    }
+
+    fn hold(&self, held: bool) {
+        self.held.send_replace(held);
     }
 
     fn down(&self) {
@@ -391,6 +421,40 @@ async fn a_session_ended_in_redis_by_another_instance_is_refused_at_the_next_req
                 "round {round} (local_cache = {local_cache}): a deleted record was answered at the next request"
             );
         }
+    }
+}
+
+/// The fence, shown directly: while Redis's answers to the broker are held back, another client
+/// deletes a cached record. The broker must not answer from its cache before what Redis sent after
+/// the deletion — the push, then the fence's answer — has arrived.
+#[tokio::test]
+async fn a_cached_record_is_answered_only_after_the_fence() {
+    let redis = Cuttable::start(host_port(&redis_url())).await;
+    let prefix = unique("fence:");
+    let app = spawn(
+        Spawn::providers(format!(
+            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
+            with_host_port(&redis_url(), &redis.addr),
+        ))
+        .own_sessions(),
+    )
+    .await;
+    for round in 0..3 {
+        app.dev_login("alice").await;
+        wait_for("the record to be cached", async || {
+            app.me().await.status() == 200 && app.state.sessions.cached_records() >= 1
+        })
+        .await;
+        redis.hold(true);
+        assert!(delete_in_redis(&prefix).await >= 1);
+        let me = app.me();
+        tokio::pin!(me);
+        tokio::select! {
+            res = &mut me => panic!("round {round}: answered {} before Redis's answers arrived", res.status()),
+            () = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        redis.hold(false);
+        assert_eq!(me.await.status(), 401, "round {round}");
     }
 }
 
