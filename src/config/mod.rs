@@ -922,7 +922,10 @@ mod tests {
         let redis = "\n[sessions]\nurl = \"redis://127.0.0.1:6379/0\"\n";
         let c = from_toml_str(&format!("{MINIMAL}{redis}"), Vec::new()).unwrap();
         assert!(c.sessions.unwrap().local_cache);
-        let c = from_toml_str(&format!("{MINIMAL}{redis}local_cache = false\n"), Vec::new());
+        let c = from_toml_str(
+            &format!("{MINIMAL}{redis}local_cache = false\n"),
+            Vec::new(),
+        );
         assert!(!c.unwrap().sessions.unwrap().local_cache);
         let Err(ConfigError(problems)) = from_toml_str(
             &format!("{MINIMAL}{redis}local_cache = \"yes\"\n"),

@@ -56,7 +56,8 @@ impl Cuttable {
                 }
                 let target = target.clone();
                 let mut cut = gen2.subscribe();
-                let (never, server_held) = (tokio::sync::watch::channel(false).1, held2.subscribe());
+                let (never, server_held) =
+                    (tokio::sync::watch::channel(false).1, held2.subscribe());
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
@@ -483,7 +484,13 @@ async fn a_record_deleted_as_the_connection_drops_is_never_answered_from_the_cac
             app.me().await.status() == 200 && app.state.sessions.cached_records() >= 1
         })
         .await;
-        let id = app.state.sessions.redis_connection_id().await.unwrap().unwrap();
+        let id = app
+            .state
+            .sessions
+            .redis_connection_id()
+            .await
+            .unwrap()
+            .unwrap();
         let keys: Vec<String> = admin
             .custom(fred::cmd!("KEYS"), vec![format!("{prefix}*")])
             .await
@@ -491,7 +498,10 @@ async fn a_record_deleted_as_the_connection_drops_is_never_answered_from_the_cac
         assert!(!keys.is_empty());
         let trx = admin.multi();
         let _: () = trx
-            .custom(fred::cmd!("CLIENT"), vec!["KILL".to_string(), "ID".into(), id.to_string()])
+            .custom(
+                fred::cmd!("CLIENT"),
+                vec!["KILL".to_string(), "ID".into(), id.to_string()],
+            )
             .await
             .unwrap();
         for k in &keys {
@@ -503,11 +513,17 @@ async fn a_record_deleted_as_the_connection_drops_is_never_answered_from_the_cac
         loop {
             let status = app.me().await.status().as_u16();
             statuses.push(status);
-            assert_ne!(status, 200, "round {round}: a deleted record was answered: {statuses:?}");
+            assert_ne!(
+                status, 200,
+                "round {round}: a deleted record was answered: {statuses:?}"
+            );
             if status == 401 {
                 break;
             }
-            assert!(statuses.len() < 200, "round {round}: never recovered: {statuses:?}");
+            assert!(
+                statuses.len() < 200,
+                "round {round}: never recovered: {statuses:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
