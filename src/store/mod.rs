@@ -27,6 +27,7 @@ mod frontend;
 mod index;
 mod record_cache;
 pub mod sessions;
+mod sqlite_cache;
 mod users;
 
 pub use audit::AuditRow;

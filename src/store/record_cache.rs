@@ -181,6 +181,7 @@ impl Tracker {
             prefix: prefix.to_string(),
             pushes: client.invalidation_rx(),
             tracking: false,
+            setups: 0,
             retry_at: None,
         };
         tokio::spawn(task.run());
@@ -215,17 +216,38 @@ struct TrackerTask {
     pushes: broadcast::Receiver<Invalidation>,
     /// Whether this task turned tracking on for the current connection.
     tracking: bool,
+    /// Tracking setups done so far.
+    setups: u64,
     retry_at: Option<tokio::time::Instant>,
 }
 
 impl TrackerTask {
     async fn run(mut self) {
+        use futures::StreamExt;
+        // Fences go out as requests ask for them, pipelined on the connection; their answers come
+        // back in order.
+        let mut in_flight = futures::stream::FuturesOrdered::new();
         loop {
             tokio::select! {
                 () = self.tracker.want.notified() => {
                     let generation = self.tracker.started.fetch_add(1, Ordering::SeqCst) + 1;
-                    let outcome = self.fence().await;
-                    self.tracker.done.send_replace(Fenced { generation, outcome });
+                    if !self.tracking && !self.start_tracking().await {
+                        self.publish(generation, Fence::Untracked);
+                        continue;
+                    }
+                    let (client, setup) = (self.client.clone(), self.setups);
+                    in_flight.push_back(async move {
+                        let info: Result<Value, _> = client
+                            .custom(fred::cmd!("CLIENT"), vec!["TRACKINGINFO"])
+                            .await;
+                        (generation, setup, info)
+                    });
+                }
+                Some((generation, setup, info)) = in_flight.next() => {
+                    // Every push Redis sent before this answer was handed over before it.
+                    self.drain();
+                    let outcome = self.judge(setup, info);
+                    self.publish(generation, outcome);
                 }
                 push = self.pushes.recv() => {
                     if !self.apply(push) {
@@ -235,22 +257,29 @@ impl TrackerTask {
             }
         }
         self.tracker.cache.set_tracking(false);
-        self.tracker.done.send_replace(Fenced {
-            generation: u64::MAX,
-            outcome: Fence::Failed,
+        self.publish(u64::MAX, Fence::Failed);
+    }
+
+    /// Releases the requests waiting for fence `generation` or an earlier one.
+    fn publish(&self, generation: u64, outcome: Fence) {
+        self.tracker.done.send_if_modified(|f| {
+            let later = generation > f.generation;
+            if later {
+                *f = Fenced {
+                    generation,
+                    outcome,
+                };
+            }
+            later
         });
     }
 
-    async fn fence(&mut self) -> Fence {
-        if !self.tracking && !self.start_tracking().await {
+    /// What a fence's answer means; `setup` is the tracking setup it was sent under.
+    fn judge(&mut self, setup: u64, info: Result<Value, fred::error::Error>) -> Fence {
+        if setup != self.setups || !self.tracking {
+            // Sent before tracking was (re)started: it says nothing about the current setup.
             return Fence::Untracked;
         }
-        let info: Result<Value, _> = self
-            .client
-            .custom(fred::cmd!("CLIENT"), vec!["TRACKINGINFO"])
-            .await;
-        // Every push Redis sent before its answer was handed over before the answer.
-        self.drain();
         match info {
             Ok(info) if tracks(&info, &self.prefix) => Fence::Fresh,
             Ok(_) => {
@@ -300,6 +329,7 @@ impl TrackerTask {
         }
         self.drain();
         self.tracking = true;
+        self.setups += 1;
         self.retry_at = None;
         // Reads that started before tracking was on must not fill.
         self.tracker.cache.set_tracking(true);

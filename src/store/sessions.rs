@@ -25,6 +25,7 @@ use tower_sessions_sqlx_store::SqliteStore;
 use bytes::Bytes;
 
 use super::record_cache::{Fence, Tracker};
+use super::sqlite_cache::{VersionedCache, WalWatch};
 
 /// How long a request waits for Redis before it answers 503.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,6 +43,9 @@ pub struct SqliteSessions {
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// `None` if the database is not in WAL mode: then every check reads.
+    watch: Option<WalWatch>,
+    cache: VersionedCache,
 }
 
 impl ReaderPool {
@@ -83,8 +87,10 @@ impl SqliteSessions {
             writer: SqliteStore::new(pool.clone()),
             pool,
             readers: Arc::new(ReaderPool {
+                watch: WalWatch::open(&path),
                 path,
                 idle: Mutex::new(Vec::new()),
+                cache: VersionedCache::default(),
             }),
         }
     }
@@ -110,14 +116,30 @@ impl SessionStore for SqliteSessions {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let data = match self.readers.read(id) {
+        let readers = &self.readers;
+        // Taken before the read: a commit racing it only makes the entry look older.
+        let version = readers.watch.as_ref().and_then(WalWatch::version);
+        if let Some(v) = &version
+            && let Some(data) = readers.cache.get(id, v)
+        {
+            return unexpired(&data);
+        }
+        let data = match readers.read(id) {
             Ok(data) => data,
-            Err(()) => return self.writer.load(id).await,
+            Err(()) => {
+                readers.cache.remove(id);
+                return self.writer.load(id).await;
+            }
         };
-        let Some(data) = data else { return Ok(None) };
-        let record: Record = rmp_serde::from_slice(&data)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok((record.expiry_date > OffsetDateTime::now_utc()).then_some(record))
+        let Some(data) = data else {
+            readers.cache.remove(id);
+            return Ok(None);
+        };
+        let data = Bytes::from(data);
+        if let Some(v) = version {
+            readers.cache.put(*id, data.clone(), v);
+        }
+        unexpired(&data)
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -130,6 +152,12 @@ impl ExpiredDeletion for SqliteSessions {
     async fn delete_expired(&self) -> session_store::Result<()> {
         self.writer.delete_expired().await
     }
+}
+
+fn unexpired(data: &[u8]) -> session_store::Result<Option<Record>> {
+    let record: Record =
+        rmp_serde::from_slice(data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+    Ok((record.expiry_date > OffsetDateTime::now_utc()).then_some(record))
 }
 
 /// Saves an existing record and never creates one. tower-sessions creates new records through
@@ -414,11 +442,12 @@ impl SessionBackend {
         }
     }
 
-    /// Session records held in this instance's local cache (only Redis has one).
+    /// Session records held in this instance's local cache (Postgres has none).
     pub fn cached_records(&self) -> usize {
         match self {
             SessionBackend::Redis(r) => r.tracker.as_ref().map_or(0, |t| t.cache.len()),
-            _ => 0,
+            SessionBackend::Sqlite(s) => s.readers.cache.len(),
+            SessionBackend::Postgres(_) => 0,
         }
     }
 

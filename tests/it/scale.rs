@@ -547,3 +547,37 @@ async fn rediss_never_falls_back_to_plain_text() {
     assert_eq!(ready.status(), 503);
     assert_eq!(json(ready).await["sessions"], "unreachable");
 }
+
+/// On SQLite the session check keeps the records it read while the database is unchanged. A
+/// session another process ends in the file (the operator CLI does exactly this) is refused at
+/// the very next request, and so is one the broker's own writes end.
+#[tokio::test]
+async fn a_session_ended_in_the_sqlite_file_by_another_process_is_refused_at_the_next_request() {
+    let app = spawn(dev_provider().sqlite_only()).await;
+    let other = rusqlite::Connection::open(&app.db).unwrap();
+    for round in 0..20 {
+        app.dev_login("alice").await;
+        for _ in 0..3 {
+            assert_eq!(app.me().await.status(), 200, "round {round}");
+        }
+        assert!(
+            app.state.sessions.cached_records() >= 1,
+            "round {round}: the record was not cached"
+        );
+        // Another process's connection, as `oidc-broker sessions revoke` would use.
+        let ended = other.execute("DELETE FROM tower_sessions", []).unwrap();
+        assert!(ended >= 1);
+        assert_eq!(
+            app.me().await.status(),
+            401,
+            "round {round}: a deleted record was answered at the next request"
+        );
+    }
+    // Any commit counts, not only one to the sessions table: the record is read again and answers.
+    app.dev_login("alice").await;
+    assert_eq!(app.me().await.status(), 200);
+    other
+        .execute_batch("CREATE TABLE unrelated (x INTEGER); DROP TABLE unrelated;")
+        .unwrap();
+    assert_eq!(app.me().await.status(), 200);
+}
