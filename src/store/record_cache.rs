@@ -25,13 +25,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::client::Invalidation;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast};
 
 /// The longest an entry is used, even if an invalidation was somehow lost.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
@@ -146,19 +146,26 @@ pub enum Fence {
     Failed,
 }
 
-#[derive(Clone, Copy)]
-struct Fenced {
-    generation: u64,
-    outcome: Fence,
+/// The requests one fence answers: those that arrived before it was sent.
+#[derive(Default)]
+struct Batch {
+    outcome: OnceLock<Fence>,
+    answered: Notify,
+}
+
+impl Batch {
+    fn answer(&self, outcome: Fence) {
+        let _ = self.outcome.set(outcome);
+        self.answered.notify_waiters();
+    }
 }
 
 /// The cache and the task that keeps it in step with Redis.
 pub struct Tracker {
     pub cache: RecordCache,
-    /// Fences started so far.
-    started: AtomicU64,
+    /// The batch the next fence will answer; the task swaps in a new one as it sends it.
+    next: Mutex<Arc<Batch>>,
     want: Notify,
-    done: watch::Sender<Fenced>,
     warned: AtomicBool,
 }
 
@@ -167,12 +174,8 @@ impl Tracker {
     pub fn start(client: &Client, prefix: &str) -> Arc<Tracker> {
         let tracker = Arc::new(Tracker {
             cache: RecordCache::default(),
-            started: AtomicU64::new(0),
+            next: Mutex::new(Arc::default()),
             want: Notify::new(),
-            done: watch::Sender::new(Fenced {
-                generation: 0,
-                outcome: Fence::Untracked,
-            }),
             warned: AtomicBool::new(false),
         });
         let task = TrackerTask {
@@ -192,13 +195,23 @@ impl Tracker {
 
     /// Waits for a fence sent after this call and returns what it found.
     pub async fn fence(&self) -> Fence {
-        let need = self.started.load(Ordering::SeqCst) + 1;
-        let mut done = self.done.subscribe();
+        let Some(batch) = self.next.lock().ok().map(|b| b.clone()) else {
+            return Fence::Failed;
+        };
+        let answered = batch.answered.notified();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
         self.want.notify_one();
-        match done.wait_for(|f| f.generation >= need).await {
-            Ok(f) => f.outcome,
-            Err(_) => Fence::Failed,
+        if let Some(outcome) = batch.outcome.get() {
+            return *outcome;
         }
+        answered.await;
+        batch.outcome.get().copied().unwrap_or(Fence::Failed)
+    }
+
+    /// Ends the batch waiting for the next fence, and returns it.
+    fn take_batch(&self) -> Option<Arc<Batch>> {
+        self.next.lock().ok().map(|mut b| std::mem::take(&mut *b))
     }
 
     /// Asks for tracking to be set up again if it is not on (a read missed the cache).
@@ -230,9 +243,9 @@ impl TrackerTask {
         loop {
             tokio::select! {
                 () = self.tracker.want.notified() => {
-                    let generation = self.tracker.started.fetch_add(1, Ordering::SeqCst) + 1;
+                    let Some(batch) = self.tracker.take_batch() else { break };
                     if !self.tracking && !self.start_tracking().await {
-                        self.publish(generation, Fence::Untracked);
+                        batch.answer(Fence::Untracked);
                         continue;
                     }
                     let (client, setup) = (self.client.clone(), self.setups);
@@ -240,14 +253,13 @@ impl TrackerTask {
                         let info: Result<Value, _> = client
                             .custom(fred::cmd!("CLIENT"), vec!["TRACKINGINFO"])
                             .await;
-                        (generation, setup, info)
+                        (batch, setup, info)
                     });
                 }
-                Some((generation, setup, info)) = in_flight.next() => {
+                Some((batch, setup, info)) = in_flight.next() => {
                     // Every push Redis sent before this answer was handed over before it.
                     self.drain();
-                    let outcome = self.judge(setup, info);
-                    self.publish(generation, outcome);
+                    batch.answer(self.judge(setup, info));
                 }
                 push = self.pushes.recv() => {
                     if !self.apply(push) {
@@ -256,22 +268,11 @@ impl TrackerTask {
                 }
             }
         }
+        // The client is gone: the waiting batch, and every later request, find it failed.
         self.tracker.cache.set_tracking(false);
-        self.publish(u64::MAX, Fence::Failed);
-    }
-
-    /// Releases the requests waiting for fence `generation` or an earlier one.
-    fn publish(&self, generation: u64, outcome: Fence) {
-        self.tracker.done.send_if_modified(|f| {
-            let later = generation > f.generation;
-            if later {
-                *f = Fenced {
-                    generation,
-                    outcome,
-                };
-            }
-            later
-        });
+        if let Ok(batch) = self.tracker.next.lock() {
+            batch.answer(Fence::Failed);
+        }
     }
 
     /// What a fence's answer means; `setup` is the tracking setup it was sent under.
