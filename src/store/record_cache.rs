@@ -1,5 +1,5 @@
 //! Session records this instance read from Redis, kept while Redis tells it when they change
-//! (`[sessions] local_cache`, on by default).
+//! (`[sessions] local_cache = true`; off by default).
 //!
 //! Redis's server-assisted client-side caching in broadcast mode: the connection runs
 //! `CLIENT TRACKING ON BCAST PREFIX {prefix} NOLOOP` (RESP3), so Redis pushes an invalidation on

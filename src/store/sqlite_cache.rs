@@ -151,7 +151,9 @@ mod tests {
         let watch = WalWatch::open(&path).unwrap();
         let v1 = watch.version().unwrap();
         let reader = Connection::open(&path).unwrap();
-        let _: i64 = reader.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
+        let _: i64 = reader
+            .query_row("SELECT v FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(watch.version().unwrap(), v1, "a read is not a change");
         writer.execute("UPDATE t SET v = 2", []).unwrap();
         let v2 = watch.version().unwrap();

@@ -394,7 +394,7 @@ async fn delete_in_redis(prefix: &str) -> usize {
 }
 
 /// A record another instance deletes is refused at the very next request, with the record cache
-/// (the default) as without it: a cached record is used only after a fence shows Redis's
+/// (`local_cache = true`) as without it (the default): a cached record is used only after a fence shows Redis's
 /// invalidations up to that request have arrived.
 #[tokio::test]
 async fn a_session_ended_in_redis_by_another_instance_is_refused_at_the_next_request() {
@@ -434,7 +434,7 @@ async fn a_cached_record_is_answered_only_after_the_fence() {
     let prefix = unique("fence:");
     let app = spawn(
         Spawn::providers(format!(
-            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
+            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\nlocal_cache = true\n",
             with_host_port(&redis_url(), &redis.addr),
         ))
         .own_sessions(),
@@ -468,7 +468,7 @@ async fn a_record_deleted_as_the_connection_drops_is_never_answered_from_the_cac
     let prefix = unique("drop:");
     let app = spawn(
         Spawn::providers(format!(
-            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
+            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\nlocal_cache = true\n",
             redis_url(),
         ))
         .own_sessions(),
