@@ -5,7 +5,9 @@
 //! hand-offs — more than the point read itself. `load` instead reads the row by primary key on the
 //! calling thread through a small pool of read-only connections. In WAL mode readers never wait for
 //! writers; if the database is busy anyway (a checkpoint), the read falls back to the sqlx path.
-//! Every read is a fresh read transaction, so a revoked session is gone at its next request.
+//! Before that, a record read earlier is answered from memory if the WAL-index header shows that
+//! nothing was committed since ([`VersionedCache`]); otherwise the read is a fresh read
+//! transaction. Either way a revoked session is gone at its next request.
 //!
 //! [`RedisSessions`] keeps the records in Redis instead, and [`SessionBackend`] is the one type
 //! the session layer sees, whichever store is configured.
