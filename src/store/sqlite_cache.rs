@@ -131,7 +131,6 @@ impl VersionedCache {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn wal_db(dir: &Path) -> (std::path::PathBuf, Connection) {
