@@ -183,7 +183,7 @@ pub struct SessionStoreConfig {
     /// Every key starts with this, so brokers can share a Redis.
     pub prefix: String,
     /// Keep records read for the session check in memory while Redis tracks them for us, each
-    /// answered after a fence (off by default; needs Redis 6 or later, not used on a Cluster).
+    /// answered after a fence (on by default; needs Redis 6 or later, not used on a Cluster).
     pub local_cache: bool,
 }
 
@@ -640,7 +640,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         Some(SessionStoreConfig {
             url,
             prefix,
-            local_cache: raw.local_cache.unwrap_or(false),
+            local_cache: raw.local_cache.unwrap_or(true),
         })
     });
 
@@ -918,12 +918,15 @@ mod tests {
     "#;
 
     #[test]
-    fn sessions_local_cache_is_off_unless_asked_for_and_a_bad_value_is_one_problem() {
+    fn sessions_local_cache_is_on_unless_turned_off_and_a_bad_value_is_one_problem() {
         let redis = "\n[sessions]\nurl = \"redis://127.0.0.1:6379/0\"\n";
         let c = from_toml_str(&format!("{MINIMAL}{redis}"), Vec::new()).unwrap();
-        assert!(!c.sessions.unwrap().local_cache);
-        let c = from_toml_str(&format!("{MINIMAL}{redis}local_cache = true\n"), Vec::new());
-        assert!(c.unwrap().sessions.unwrap().local_cache);
+        assert!(c.sessions.unwrap().local_cache);
+        let c = from_toml_str(
+            &format!("{MINIMAL}{redis}local_cache = false\n"),
+            Vec::new(),
+        );
+        assert!(!c.unwrap().sessions.unwrap().local_cache);
         let Err(ConfigError(problems)) = from_toml_str(
             &format!("{MINIMAL}{redis}local_cache = \"yes\"\n"),
             Vec::new(),

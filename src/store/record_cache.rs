@@ -1,5 +1,5 @@
 //! Session records this instance read from Redis, kept while Redis tells it when they change
-//! (`[sessions] local_cache = true`; off by default).
+//! (`[sessions] local_cache`, on by default).
 //!
 //! Redis's server-assisted client-side caching in broadcast mode: the connection runs
 //! `CLIENT TRACKING ON BCAST PREFIX {prefix} NOLOOP` (RESP3), so Redis pushes an invalidation on
@@ -37,6 +37,8 @@ use tokio::sync::{Notify, broadcast};
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 /// Entries kept; the cache is emptied when full.
 const MAX_ENTRIES: usize = 10_000;
+/// Fences awaiting their answer at once.
+const MAX_IN_FLIGHT: usize = 1;
 /// After Redis refuses to track, how long before asking again.
 const RETRY_TRACKING: Duration = Duration::from_secs(1);
 
@@ -237,12 +239,13 @@ struct TrackerTask {
 impl TrackerTask {
     async fn run(mut self) {
         use futures::StreamExt;
-        // Fences go out as requests ask for them, pipelined on the connection; their answers come
-        // back in order.
+        // Fences go out as requests ask for them, at most MAX_IN_FLIGHT at a time (the requests
+        // arriving meanwhile gather in the next batch), pipelined on the connection; their answers
+        // come back in order.
         let mut in_flight = futures::stream::FuturesOrdered::new();
         loop {
             tokio::select! {
-                () = self.tracker.want.notified() => {
+                () = self.tracker.want.notified(), if in_flight.len() < MAX_IN_FLIGHT => {
                     let Some(batch) = self.tracker.take_batch() else { break };
                     if !self.tracking && !self.start_tracking().await {
                         batch.answer(Fence::Untracked);

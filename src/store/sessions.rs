@@ -253,8 +253,8 @@ impl ExpiredDeletion for PgSessions {
 /// stays revoked even if a request that was using it finishes afterwards.
 ///
 /// One connection, on which concurrent commands are pipelined: fewer, fuller round trips cost
-/// Redis and the broker less than a pool of connections each carrying a few. When asked for
-/// (`[sessions] local_cache = true`) and not on a Cluster, records read for the session check are
+/// Redis and the broker less than a pool of connections each carrying a few. Unless turned off
+/// (`[sessions] local_cache = false`) and not on a Cluster, records read for the session check are
 /// kept in a cache that Redis invalidates and that is used only after a fence shows every earlier
 /// change has arrived (see [`Tracker`]), so a revocation holds at the next request either way.
 #[derive(Clone)]

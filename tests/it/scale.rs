@@ -394,7 +394,7 @@ async fn delete_in_redis(prefix: &str) -> usize {
 }
 
 /// A record another instance deletes is refused at the very next request, with the record cache
-/// (`local_cache = true`) as without it (the default): a cached record is used only after a fence shows Redis's
+/// (the default) as without it (`local_cache = false`): a cached record is used only after a fence shows Redis's
 /// invalidations up to that request have arrived.
 #[tokio::test]
 async fn a_session_ended_in_redis_by_another_instance_is_refused_at_the_next_request() {
