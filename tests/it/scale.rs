@@ -375,6 +375,17 @@ async fn concurrent_logins_of_one_person_all_succeed_with_one_user() {
     }
 }
 
+/// A broker with its sessions in Redis at `url` under `prefix`.
+async fn redis_broker(url: &str, prefix: &str, local_cache: bool) -> TestApp {
+    spawn(
+        Spawn::providers(format!(
+            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{url}\"\nprefix = \"{prefix}\"\nlocal_cache = {local_cache}\n"
+        ))
+        .own_sessions(),
+    )
+    .await
+}
+
 /// Deletes every key under `prefix`, as another instance ending those sessions would.
 async fn delete_in_redis(prefix: &str) -> usize {
     use fred::prelude::*;
@@ -400,14 +411,7 @@ async fn delete_in_redis(prefix: &str) -> usize {
 async fn a_session_ended_in_redis_by_another_instance_is_refused_at_the_next_request() {
     for local_cache in [true, false] {
         let prefix = unique("ended:");
-        let app = spawn(
-            Spawn::providers(format!(
-                "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\nlocal_cache = {local_cache}\n",
-                redis_url(),
-            ))
-            .own_sessions(),
-        )
-        .await;
+        let app = redis_broker(&redis_url(), &prefix, local_cache).await;
         for round in 0..20 {
             app.dev_login("alice").await;
             for _ in 0..3 {
@@ -432,14 +436,7 @@ async fn a_session_ended_in_redis_by_another_instance_is_refused_at_the_next_req
 async fn a_cached_record_is_answered_only_after_the_fence() {
     let redis = Cuttable::start(host_port(&redis_url())).await;
     let prefix = unique("fence:");
-    let app = spawn(
-        Spawn::providers(format!(
-            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\nlocal_cache = true\n",
-            with_host_port(&redis_url(), &redis.addr),
-        ))
-        .own_sessions(),
-    )
-    .await;
+    let app = redis_broker(&with_host_port(&redis_url(), &redis.addr), &prefix, true).await;
     for round in 0..3 {
         app.dev_login("alice").await;
         wait_for("the record to be cached", async || {
@@ -466,14 +463,7 @@ async fn a_cached_record_is_answered_only_after_the_fence() {
 async fn a_record_deleted_as_the_connection_drops_is_never_answered_from_the_cache() {
     use fred::prelude::*;
     let prefix = unique("drop:");
-    let app = spawn(
-        Spawn::providers(format!(
-            "[providers.dev]\nkind = \"dev\"\n[sessions]\nurl = \"{}\"\nprefix = \"{prefix}\"\nlocal_cache = true\n",
-            redis_url(),
-        ))
-        .own_sessions(),
-    )
-    .await;
+    let app = redis_broker(&redis_url(), &prefix, true).await;
     let admin = Builder::from_config(Config::from_url(&redis_url()).unwrap())
         .build()
         .unwrap();
