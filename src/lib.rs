@@ -17,7 +17,9 @@ pub mod error;
 pub mod http_client;
 pub mod identity;
 pub mod jose;
+pub mod listener;
 pub mod providers;
+pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod session_list;
@@ -225,14 +227,8 @@ impl App {
                 }
             }
         });
-        // The peer address is where a request comes from (or the proxy that forwarded it).
-        let result = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let limits = self.state.config.server.listener;
+        let result = listener::serve(self.router, listener, limits, shutdown).await;
         sweeper.abort();
         result
     }

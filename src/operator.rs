@@ -320,10 +320,32 @@ async fn list_users(backends: &Backends, json: bool) -> Result<(), Failure> {
 
 fn email_cell(email: Option<&str>, verified: bool) -> String {
     match email {
-        Some(e) if verified => format!("{e} (verified)"),
-        Some(e) => format!("{e} (unverified)"),
+        Some(e) if verified => format!("{} (verified)", printable(e)),
+        Some(e) => format!("{} (unverified)", printable(e)),
         None => "-".into(),
     }
+}
+
+/// Text from providers (names, emails, subjects, user agents) as the terminal should show it:
+/// control characters — escape sequences that could rewrite the screen or the clipboard — and
+/// bidirectional overrides — which reorder what the operator reads — are shown escaped.
+pub fn printable(s: &str) -> String {
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hostile) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if hostile(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 async fn show_user(backends: &Backends, id: &str, json: bool) -> Result<(), Failure> {
@@ -339,7 +361,10 @@ async fn show_user(backends: &Backends, id: &str, json: bool) -> Result<(), Fail
         "  email:    {}",
         email_cell(user.email.as_deref(), user.email_verified)
     );
-    println!("  name:     {}", user.name.as_deref().unwrap_or("-"));
+    println!(
+        "  name:     {}",
+        printable(user.name.as_deref().unwrap_or("-"))
+    );
     println!("  created:  {}", rfc3339(user.created_at));
     println!("  updated:  {}", rfc3339(user.updated_at));
     println!("  identities:");
@@ -409,7 +434,11 @@ async fn unlink(
 /// Left-aligned columns, two spaces apart.
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| printable(c)).collect())
+        .collect();
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -426,7 +455,7 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         println!("{}", out.trim_end());
     };
     line(headers.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
 }

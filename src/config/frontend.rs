@@ -283,10 +283,11 @@ mod tests {
     use super::super::from_toml_str;
 
     const DEV: &str = "[providers.dev]\nkind = \"dev\"\n";
+    const SERVER: &str = "[server]\nenvironment = \"development\"\n";
 
     #[test]
     fn token_defaults_follow_the_public_url() {
-        let c = from_toml_str(DEV, Vec::new()).unwrap();
+        let c = from_toml_str(&format!("{SERVER}{DEV}"), Vec::new()).unwrap();
         assert_eq!(c.tokens.audience, "http://127.0.0.1:8080");
         assert_eq!(c.tokens.access_ttl.as_secs(), 300);
         assert!(!c.tokens.rotate_refresh_tokens);
@@ -297,7 +298,7 @@ mod tests {
     fn route_prefixes_are_checked() {
         let err = from_toml_str(
             &format!(
-                "{DEV}[routes.\"/auth/\"]\nupstream = \"http://127.0.0.1:9000\"\n\
+                "{SERVER}{DEV}[routes.\"/auth/\"]\nupstream = \"http://127.0.0.1:9000\"\n\
                  [routes.\"api\"]\nupstream = \"http://127.0.0.1:9000\"\n\
                  [routes.\"/data/\"]\nupstream = \"ftp://x\"\n\
                  [routes.\"/ok/\"]\nupstream = \"http://127.0.0.1:9000/v1/\"\n"
@@ -314,14 +315,11 @@ mod tests {
 
     #[test]
     fn same_site_none_needs_https() {
-        let err = from_toml_str(
-            &format!("[server]\nsame_site = \"none\"\n{DEV}"),
-            Vec::new(),
-        )
-        .unwrap_err();
+        let err =
+            from_toml_str(&format!("{SERVER}same_site = \"none\"\n{DEV}"), Vec::new()).unwrap_err();
         assert!(err.0.iter().any(|p| p.key == "server.same_site"), "{err}");
         let c = from_toml_str(
-            &format!("[server]\nsame_site = \"strict\"\n{DEV}"),
+            &format!("{SERVER}same_site = \"strict\"\n{DEV}"),
             Vec::new(),
         )
         .unwrap();

@@ -116,6 +116,29 @@ pub struct ServerConfig {
     pub example_app: bool,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::client_info::Cidr>,
+    /// How long connections may take and how many may be open.
+    pub listener: ListenerConfig,
+}
+
+/// Bounds on client connections, so that slow or idle clients cannot hold the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// From the first byte of a request until its headers are complete.
+    pub header_read_timeout: Duration,
+    /// An open connection with no request in flight and no byte moving is closed after this.
+    pub keep_alive_timeout: Duration,
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// `SameSite` of the session cookie. `Lax` suits an app on the broker's site; `None` (https only)
@@ -137,6 +160,14 @@ impl ServerConfig {
 
     pub fn public_origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
+    }
+
+    /// Where the broker may send a browser: its own origin and `allowed_origins`.
+    pub fn redirect_policy(&self) -> crate::redirect::RedirectPolicy<'_> {
+        crate::redirect::RedirectPolicy {
+            public_url: &self.public_url,
+            allowed_origins: &self.allowed_origins,
+        }
     }
 
     /// `{public_url}{path}` with `path` starting at `/`.
@@ -210,6 +241,9 @@ struct RawServer {
     post_logout_url: Option<String>,
     same_site: Option<String>,
     example_app: Option<bool>,
+    header_read_timeout: Option<String>,
+    keep_alive_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,7 +455,8 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         );
     }
 
-    let environment = match server.environment.as_deref().unwrap_or("development") {
+    // The unsafe mode is asked for by name: a deployment that forgets the key is production.
+    let environment = match server.environment.as_deref().unwrap_or("production") {
         "development" => Environment::Development,
         "production" => Environment::Production,
         other => {
@@ -455,6 +490,14 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
 
     let public_url = match server.public_url.as_deref() {
         None => {
+            if environment == Environment::Production {
+                problem(
+                    &mut problems,
+                    "server.public_url",
+                    "missing: production needs the https URL browsers reach the broker at",
+                    "set it, e.g. \"https://auth.example.com\"",
+                );
+            }
             let u = format!("http://{listen}");
             Url::parse(&u).ok()
         }
@@ -521,6 +564,34 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
                 }
             },
         };
+    let listener_defaults = ListenerConfig::default();
+    let listener = ListenerConfig {
+        header_read_timeout: duration(
+            &mut problems,
+            "server.header_read_timeout",
+            &server.header_read_timeout,
+            listener_defaults.header_read_timeout,
+        ),
+        keep_alive_timeout: duration(
+            &mut problems,
+            "server.keep_alive_timeout",
+            &server.keep_alive_timeout,
+            listener_defaults.keep_alive_timeout,
+        ),
+        max_connections: match server.max_connections {
+            None => listener_defaults.max_connections,
+            Some(n) if n > 0 => n,
+            Some(_) => {
+                problem(
+                    &mut problems,
+                    "server.max_connections",
+                    "must be at least 1",
+                    "leave it out for the default of 10000",
+                );
+                listener_defaults.max_connections
+            }
+        },
+    };
     let idle_timeout = duration(
         &mut problems,
         "session.idle_timeout",
@@ -699,22 +770,22 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let post_logout_url = server
         .post_logout_url
         .as_deref()
-        .and_then(|u| match Url::parse(u) {
-            Ok(url)
-                if url.origin().ascii_serialization()
-                    == public_url.origin().ascii_serialization()
-                    || allowed_origins.contains(&url.origin().ascii_serialization()) =>
-            {
-                Some(url.to_string())
-            }
-            _ => {
-                problem(
-                    &mut problems,
-                    "server.post_logout_url",
-                    format!("`{u}` is not on the broker's origin or an allowed origin"),
-                    "use a page of your app whose origin is in server.allowed_origins",
-                );
-                None
+        .and_then(|u| {
+            let policy = crate::redirect::RedirectPolicy {
+                public_url: &public_url,
+                allowed_origins: &allowed_origins,
+            };
+            match policy.judge(u) {
+                Ok(url) => Some(url.to_string()),
+                Err(e) => {
+                    problem(
+                        &mut problems,
+                        "server.post_logout_url",
+                        format!("`{}`: {e}", u.escape_debug()),
+                        "use the exact URL of a page of your app whose origin is in server.allowed_origins (or a path on the broker)",
+                    );
+                    None
+                }
             }
         });
     let same_site = match server.same_site.as_deref().unwrap_or("lax") {
@@ -746,6 +817,14 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     let keys = validate_keys(raw_keys, environment, &mut problems);
     if !problems.is_empty() {
+        if server.environment.is_none() {
+            problem(
+                &mut problems,
+                "server.environment",
+                "not set, so the production rules above apply (https, a lasting [keys] ring, no dev provider, no loopback calls)",
+                "fix the problems above, or for a local test setup only, set environment = \"development\" in [server]",
+            );
+        }
         return Err(ConfigError(problems));
     }
     Ok(Config {
@@ -764,6 +843,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
                 .example_app
                 .unwrap_or(environment == Environment::Development),
             trusted_proxies: ops.trusted_proxies,
+            listener,
         },
         session: SessionConfig {
             idle_timeout,
@@ -910,6 +990,8 @@ mod tests {
     }
 
     const MINIMAL: &str = r#"
+        [server]
+        environment = "development"
         [providers.corp]
         kind = "oidc"
         issuer = "https://idp.example.com"

@@ -239,6 +239,7 @@ mod tests {
     use std::time::Duration;
 
     const DEV: &str = "[providers.dev]\nkind = \"dev\"\n";
+    const SERVER: &str = "[server]\nenvironment = \"development\"\n";
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -249,7 +250,7 @@ mod tests {
 
     #[test]
     fn defaults_leave_the_admin_api_off_and_linking_off() {
-        let c = from_toml_str(DEV, env(&[])).unwrap();
+        let c = from_toml_str(&format!("{SERVER}{DEV}"), env(&[])).unwrap();
         assert!(c.admin.is_none());
         assert_eq!(c.identity.link_by, LinkBy::Nothing);
         assert_eq!(c.audit.retention, Duration::from_secs(90 * 86_400));
@@ -261,7 +262,7 @@ mod tests {
     fn every_operations_key_is_read() {
         let c = from_toml_str(
             &format!(
-                "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n[session]\nmax_per_user = 3\n\
+                "{SERVER}trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n[session]\nmax_per_user = 3\n\
                  [identity]\nlink_by = \"verified_email\"\n[audit]\nretention = \"30d\"\n{DEV}"
             ),
             env(&[(
@@ -284,7 +285,7 @@ mod tests {
     #[test]
     fn numbers_from_the_environment_are_understood() {
         let c = from_toml_str(
-            DEV,
+            &format!("{SERVER}{DEV}"),
             env(&[
                 ("BROKER_SESSION__MAX_PER_USER", "5"),
                 ("BROKER_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),

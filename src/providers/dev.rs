@@ -417,13 +417,21 @@ async fn end_session(
 ) -> Result<Response, Response> {
     let idp = idp(&state, &id)?;
     // Only the broker's own pages are valid targets.
-    let base = idp
-        .issuer
-        .trim_end_matches(&format!("/dev/{}", idp.id))
-        .to_string();
-    match p.post_logout_redirect_uri {
-        Some(u) if u.starts_with(&format!("{base}/")) => Ok(Redirect::to(&u).into_response()),
-        _ => Ok(Html(
+    let base = url::Url::parse(idp.issuer.trim_end_matches(&format!("/dev/{}", idp.id))).ok();
+    let target = base
+        .as_ref()
+        .zip(p.post_logout_redirect_uri.as_deref())
+        .and_then(|(base, u)| {
+            crate::redirect::RedirectPolicy {
+                public_url: base,
+                allowed_origins: &[],
+            }
+            .judge(u)
+            .ok()
+        });
+    match target {
+        Some(u) => Ok(Redirect::to(u.as_str()).into_response()),
+        None => Ok(Html(
             "<!doctype html><title>Signed out</title><p>Signed out of the dev provider.</p>",
         )
         .into_response()),

@@ -21,6 +21,7 @@ use crate::crypto;
 use crate::error::{AppError, AppResult, safe_code};
 use crate::identity::{self, UserView};
 use crate::providers::{Flow, Provider, ProviderTokens};
+use crate::redirect::RedirectError;
 use crate::session::{self, SessionRecord};
 use crate::store::IndexedSession;
 use crate::store::LoginTransaction;
@@ -90,6 +91,8 @@ pub async fn land(
     code_challenge: Option<&str>,
     record: &SessionRecord,
 ) -> AppResult<Response> {
+    // Judged again where it is used, whatever judged it when it was stored.
+    let return_to = validate_return_to(state, Some(return_to))?;
     let target = if token_mode {
         let code = crypto::random_token(32);
         let ttl = i64::try_from(state.config.tokens.code_ttl.as_secs()).unwrap_or(60);
@@ -102,7 +105,7 @@ pub async fn land(
                 state.clock.now().unix_timestamp() + ttl,
             )
             .await?;
-        let mut url = Url::parse(return_to).map_err(AppError::internal)?;
+        let mut url = Url::parse(&return_to).map_err(AppError::internal)?;
         let kept: Vec<(String, String)> = url
             .query_pairs()
             .filter(|(k, _)| k != "code")
@@ -114,7 +117,7 @@ pub async fn land(
             .append_pair("code", &code);
         url.to_string()
     } else {
-        return_to.to_string()
+        return_to
     };
     let mut res = Redirect::to(&target).into_response();
     res.headers_mut()
@@ -127,38 +130,26 @@ pub async fn land(
     Ok(res)
 }
 
-/// `return_to` must be on an allowed origin (exactly) or the broker's own; a relative path is taken
-/// against the broker. Anything else would make the broker an open redirector.
+/// `return_to` as the browser will read it, on an allowed origin or the broker's own (see
+/// [`crate::redirect`]); without one, the broker's home page.
 pub fn validate_return_to(state: &AppState, raw: Option<&str>) -> AppResult<String> {
     let server = &state.config.server;
     let Some(raw) = raw.filter(|s| !s.is_empty()) else {
         return Ok(server.url("/"));
     };
-    let refused = || {
-        AppError::bad_request(
+    match server.redirect_policy().judge(raw) {
+        Ok(url) => Ok(url.to_string()),
+        Err(RedirectError::TooLong) => Err(AppError::bad_request(
+            "return_to_too_long",
+            format!(
+                "The page to return to after sign-in is longer than {} bytes. Pass a shorter URL (keep state in the app, not in return_to).",
+                crate::redirect::MAX_LEN
+            ),
+        )),
+        Err(RedirectError::NotAllowed) => Err(AppError::bad_request(
             "return_to_not_allowed",
-            "The page to return to after sign-in is not on an allowed site. Ask the site's operator to add its origin to server.allowed_origins.",
-        )
-    };
-    if raw.starts_with('/') && !raw.starts_with("//") && !raw.starts_with("/\\") {
-        return server
-            .public_url
-            .join(raw)
-            .map(|u| u.to_string())
-            .map_err(|_| refused());
-    }
-    let url = Url::parse(raw).map_err(|_| refused())?;
-    if !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(refused());
-    }
-    let origin = url.origin().ascii_serialization();
-    if origin == server.public_origin() || server.allowed_origins.contains(&origin) {
-        Ok(url.to_string())
-    } else {
-        Err(refused())
+            "The page to return to after sign-in is not an exact http(s) URL on an allowed site, or a path on this broker. Ask the site's operator to add its origin to server.allowed_origins.",
+        )),
     }
 }
 

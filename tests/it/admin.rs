@@ -430,7 +430,10 @@ async fn audit_events_are_swept_after_the_retention() {
 /// A configuration for the command line naming the same store as the running broker.
 fn cli_config(app: &TestApp, dir: &tempfile::TempDir, providers: &str) -> PathBuf {
     let c = &app.state.config;
-    let mut toml = format!("[store]\nurl = \"{}\"\n", c.store.url);
+    let mut toml = format!(
+        "[server]\nenvironment = \"development\"\n[store]\nurl = \"{}\"\n",
+        c.store.url
+    );
     if let Some(schema) = &c.store.schema {
         toml.push_str(&format!("schema = \"{schema}\"\n"));
     }
@@ -725,4 +728,40 @@ async fn a_frontchannel_logout_is_audited_too() {
     let events = audit(&app, &format!("user={user}")).await;
     assert_eq!(events[0]["event"], "frontchannel_logout");
     assert_eq!(events[0]["detail"]["matched_by"], "sid");
+}
+
+#[tokio::test]
+async fn the_cli_shows_provider_supplied_names_with_terminal_escapes_defused() {
+    // OSC 52 writes the operator's clipboard; CSI sequences repaint the screen; U+202E reverses
+    // what follows.
+    let name = "Eve\\u001b]52;c;cm0gLXJmIC8=\\u0007\\u001b[2J\\u202eevil";
+    let dev = format!(
+        "[providers.dev]\nkind = \"dev\"\nusers = [{{ sub = \"eve\", email = \"eve\\u001b[31m@example.test\", name = \"{name}\" }}]\n"
+    );
+    let app = spawn(Spawn::providers(dev.clone())).await;
+    assert_eq!(app.dev_login("eve").await.status(), 303);
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_config(&app, &dir, &dev);
+    let run = cli(&config, &["users", "list"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(!run.stdout.contains('\u{1b}'), "{:?}", run.stdout);
+    assert!(!run.stdout.contains('\u{7}'), "{:?}", run.stdout);
+    assert!(!run.stdout.contains('\u{202e}'), "{:?}", run.stdout);
+    assert!(run.stdout.contains("Eve\\u{1b}]52;c;"), "{}", run.stdout);
+    assert!(run.stdout.contains("\\u{202e}evil"), "{}", run.stdout);
+    let id = run
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let run = cli(&config, &["users", "show", &id]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(!run.stdout.contains('\u{1b}'), "{:?}", run.stdout);
+    assert!(
+        run.stdout.contains("eve\\u{1b}[31m@example.test"),
+        "{}",
+        run.stdout
+    );
 }

@@ -16,6 +16,7 @@ fn check_config_reports_every_mistake_with_its_key_and_a_fix() {
         &path,
         r#"
 [server]
+environment = "development"
 public_url = "ftp://auth.example.com"
 [session]
 idle_timeout = "half an hour"
@@ -49,7 +50,7 @@ client_id = "abc"
 fn environment_variables_fill_in_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"abc\"\n").unwrap();
+    std::fs::write(&path, "[server]\nenvironment = \"development\"\n[providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"abc\"\n").unwrap();
     let out = broker()
         .args(["check-config", "--config"])
         .arg(&path)
@@ -61,6 +62,57 @@ fn environment_variables_fill_in_secrets() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_config_that_does_not_name_its_environment_is_held_to_the_production_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forgot.toml");
+    // What a deployment looks like when it was copied from the quickstart and the environment
+    // line was dropped: a real domain, the password-less dev provider, no sealing key.
+    std::fs::write(
+        &path,
+        "[server]\npublic_url = \"https://auth.example.com\"\n[providers.dev]\nkind = \"dev\"\n",
+    )
+    .unwrap();
+    let out = broker()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["providers.dev", "keys", "server.environment"] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+    assert!(err.contains("production rules"), "{err}");
+    assert!(err.contains("environment = \"development\""), "{err}");
+
+    // Without a public_url either, production asks for one instead of guessing plain http.
+    std::fs::write(&path, "[providers.dev]\nkind = \"dev\"\n").unwrap();
+    let out = broker()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("server.public_url"), "{err}");
+}
+
+#[test]
+fn a_production_config_without_the_environment_line_is_accepted_and_serves_no_example() {
+    let toml = format!(
+        "[server]\npublic_url = \"https://auth.example.com\"\n[keys]\ncurrent = \"k1\"\n[keys.ring]\nk1 = \"{}\"\n[providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"abc\"\nclient_secret = \"s\"\n",
+        "A".repeat(43)
+    );
+    let config =
+        oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.server.environment,
+        oidc_broker::config::Environment::Production
+    );
+    assert!(!config.server.example_app);
 }
 
 #[test]
@@ -109,7 +161,7 @@ async fn a_login_leaves_no_secret_in_the_logs() {
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n",
+            "[server]\nenvironment = \"development\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n",
             dir.path().display()
         ),
     )
