@@ -258,7 +258,11 @@ async fn handoff_from_another_site_is_refused() {
 #[tokio::test]
 async fn securetoken_refresh_reads_string_expires_in() {
     let fake = FakeFirebase::start().await;
-    let config = oidc_broker::config::from_toml_str(&fake.provider_toml("fb"), Vec::new()).unwrap();
+    let config = oidc_broker::config::from_toml_str(
+        &format!("{DEV_ENV}{}", fake.provider_toml("fb")),
+        Vec::new(),
+    )
+    .unwrap();
     let settings = config.providers["fb"].firebase.clone().unwrap();
     let http = oidc_broker::http_client::HttpClient::new(
         oidc_broker::http_client::AddressPolicy {

@@ -19,6 +19,10 @@ pub struct TestApp {
     _server: tokio::task::JoinHandle<()>,
 }
 
+/// The `[server]` line that a config parsed outside [`spawn`] needs for development-only features
+/// (loopback issuers, the dev provider, no sealing key).
+pub const DEV_ENV: &str = "[server]\nenvironment = \"development\"\n";
+
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)

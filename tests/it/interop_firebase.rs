@@ -103,7 +103,7 @@ async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() 
 
     // Refresh through securetoken (its expires_in is a string).
     let config = oidc_broker::config::from_toml_str(
-        &format!("[providers.fb]\nkind = \"firebase\"\nproject_id = \"{}\"\napi_key = \"{API_KEY}\"\nemulator_host = \"{}\"\n", emu.project, emu.host),
+        &format!("{DEV_ENV}[providers.fb]\nkind = \"firebase\"\nproject_id = \"{}\"\napi_key = \"{API_KEY}\"\nemulator_host = \"{}\"\n", emu.project, emu.host),
         Vec::new(),
     )
     .unwrap();

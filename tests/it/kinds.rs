@@ -161,7 +161,7 @@ fn kind_settings_are_checked_per_kind() {
 #[test]
 fn derived_issuers_follow_each_providers_documentation() {
     let c = oidc_broker::config::from_toml_str(
-        "[providers.a0]\nkind = \"auth0\"\ndomain = \"tenant.eu.auth0.com\"\nclient_id = \"x\"\nclient_secret = \"y\"\n\
+        "[server]\nenvironment = \"development\"\n[providers.a0]\nkind = \"auth0\"\ndomain = \"tenant.eu.auth0.com\"\nclient_id = \"x\"\nclient_secret = \"y\"\n\
          [providers.cog]\nkind = \"cognito\"\nregion = \"eu-west-1\"\nuser_pool_id = \"eu-west-1_AbC\"\ndomain = \"d.auth.eu-west-1.amazoncognito.com\"\nclient_id = \"c\"\n\
          [providers.fb]\nkind = \"firebase\"\nproject_id = \"my-proj\"\napi_key = \"k\"\n",
         Vec::new(),

@@ -34,7 +34,7 @@ async fn session_cookie_is_httponly_lax_and_opaque() {
 async fn https_deployments_use_host_prefixed_secure_cookies() {
     let policy = oidc_broker::session::CookiePolicy::for_server(
         &oidc_broker::config::from_toml_str(
-            "[server]\npublic_url = \"https://auth.example.com\"\n[providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"a\"\nclient_secret = \"b\"\n",
+            "[server]\nenvironment = \"development\"\npublic_url = \"https://auth.example.com\"\n[providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"a\"\nclient_secret = \"b\"\n",
             Vec::new(),
         )
         .unwrap()
