@@ -22,6 +22,8 @@ struct Shared {
     /// createAuthUri state → (continueUri, sessionId)
     pending: Mutex<HashMap<String, (String, String)>>,
     key_fetches: Mutex<u32>,
+    /// What the key set answers: 200, or a failure status.
+    keys_status: Mutex<u16>,
 }
 
 #[derive(Clone)]
@@ -41,6 +43,7 @@ impl FakeFirebase {
             base: base.clone(),
             pending: Mutex::new(HashMap::new()),
             key_fetches: Mutex::new(0),
+            keys_status: Mutex::new(200),
         });
         let app = Router::new()
             .route("/identitytoolkit.googleapis.com/v1/{method}", post(toolkit))
@@ -71,6 +74,11 @@ impl FakeFirebase {
     pub fn forged_token(&self, sub: &str) -> String {
         let other = RsaSigner::generate(self.shared.signer.kid()).unwrap();
         other.sign(&claims(sub, "password")).unwrap()
+    }
+
+    /// Makes the key set answer `status` (a failing Google key service).
+    pub fn keys_answer(&self, status: u16) {
+        *self.shared.keys_status.lock().unwrap() = status;
     }
 
     pub fn key_fetches(&self) -> u32 {
@@ -188,6 +196,10 @@ async fn securetoken(
 
 async fn keys(State(s): State<Arc<Shared>>) -> Response {
     *s.key_fetches.lock().unwrap() += 1;
+    let status = *s.keys_status.lock().unwrap();
+    if status != 200 {
+        return StatusCode::from_u16(status).unwrap().into_response();
+    }
     (
         [(
             header::CACHE_CONTROL,

@@ -212,13 +212,33 @@ async fn handoff_refuses_every_bad_token() {
     ];
     for (what, token) in cases {
         let res = handoff(&app, &token).await;
-        assert_eq!(res.status(), 502, "{what}");
-        assert_eq!(json(res).await["error"], "invalid_id_token", "{what}");
+        // The caller's token is wrong, the provider is fine: 401, never a 502 that reads as an outage.
+        assert_eq!(res.status(), 401, "{what}");
+        let body = json(res).await;
+        assert_eq!(body["error"], "invalid_id_token", "{what}");
+        assert!(body["message"].as_str().is_some(), "{what}: {body}");
+        assert!(body["correlation_id"].as_str().is_some(), "{what}: {body}");
     }
     assert_eq!(
         app.me().await.status(),
         401,
         "no refused token made a session"
+    );
+}
+
+#[tokio::test]
+async fn handoff_answers_502_when_firebase_fails_not_401() {
+    let fake = FakeFirebase::start().await;
+    let app = app_without_emulator(&fake).await;
+    fake.keys_answer(500);
+    let res = handoff(&app, &fake.id_token("ada", |_| {})).await;
+    assert_eq!(res.status(), 502, "Google's key service failed: an outage, not the caller");
+    assert_eq!(json(res).await["error"], "provider_error");
+    fake.keys_answer(200);
+    assert_eq!(
+        handoff(&app, &fake.id_token("ada", |_| {})).await.status(),
+        200,
+        "the same kind of token is fine once Firebase answers"
     );
 }
 
