@@ -107,7 +107,11 @@ pub async fn authorization_server_metadata(
         match fetch_json::<AuthorizationServerMetadata>(http, url.as_str(), &what).await {
             Ok(m) if m.issuer == issuer => return Some(m),
             Ok(m) => {
-                tracing::warn!(provider, "{what}: `issuer` is `{}`, not `{issuer}`; ignored", clip(&m.issuer));
+                tracing::warn!(
+                    provider,
+                    "{what}: `issuer` is `{}`, not `{issuer}`; ignored",
+                    clip(&m.issuer)
+                );
             }
             Err(e) => tracing::debug!(provider, reason = %e, "no RFC 8414 metadata there"),
         }

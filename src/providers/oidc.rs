@@ -299,13 +299,20 @@ impl OidcClient {
             _ => return None,
         };
         let url = Url::parse(&format!("{}{path}", self.domain_base.as_deref()?)).ok()?;
-        Some(Endpoint { url, source: "kind" })
+        Some(Endpoint {
+            url,
+            source: "kind",
+        })
     }
 
     /// Metadata endpoints get the client secret or tokens: https, or the issuer's own scheme
     /// (plain http only ever for a loopback issuer in development, as config validation allows).
     fn acceptable_endpoint(&self, u: &Url) -> bool {
-        u.scheme() == "https" || self.issuer.as_str().starts_with(&format!("{}:", u.scheme()))
+        u.scheme() == "https"
+            || self
+                .issuer
+                .as_str()
+                .starts_with(&format!("{}:", u.scheme()))
     }
 
     /// Whether this provider hands out refresh tokens: with `offline_access` (OpenID Connect Core

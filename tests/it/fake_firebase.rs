@@ -24,6 +24,8 @@ struct Shared {
     key_fetches: Mutex<u32>,
     /// What the key set answers: 200, or a failure status.
     keys_status: Mutex<u16>,
+    /// securetoken: the subject of refreshed ID tokens, instead of the refresh token's own.
+    refresh_subject: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -44,6 +46,7 @@ impl FakeFirebase {
             pending: Mutex::new(HashMap::new()),
             key_fetches: Mutex::new(0),
             keys_status: Mutex::new(200),
+            refresh_subject: Mutex::new(None),
         });
         let app = Router::new()
             .route("/identitytoolkit.googleapis.com/v1/{method}", post(toolkit))
@@ -79,6 +82,11 @@ impl FakeFirebase {
     /// Makes the key set answer `status` (a failing Google key service).
     pub fn keys_answer(&self, status: u16) {
         *self.shared.keys_status.lock().unwrap() = status;
+    }
+
+    /// Makes securetoken answer refreshes with ID tokens for `sub` (someone else's).
+    pub fn refresh_as(&self, sub: &str) {
+        *self.shared.refresh_subject.lock().unwrap() = Some(sub.to_string());
     }
 
     pub fn key_fetches(&self) -> u32 {
@@ -187,7 +195,11 @@ async fn securetoken(
     else {
         return error("INVALID_REFRESH_TOKEN");
     };
-    let token = s.signer.sign(&claims(sub, "password")).unwrap();
+    let as_sub = s.refresh_subject.lock().unwrap().clone();
+    let token = s
+        .signer
+        .sign(&claims(as_sub.as_deref().unwrap_or(sub), "password"))
+        .unwrap();
     // securetoken answers in snake_case with expires_in as a string.
     Json(json!({"access_token": token, "expires_in": "3600", "token_type": "Bearer", "refresh_token": format!("refresh-{sub}"),
         "id_token": token, "user_id": sub, "project_id": "123456"}))

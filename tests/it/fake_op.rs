@@ -36,6 +36,7 @@ pub enum SignWith {
 }
 
 pub type Tamper = Arc<dyn Fn(&mut Value, &mut Value) + Send + Sync>;
+pub type DocumentEdit = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// An ID token in refresh answers (OpenID Connect Core §12.2): signed as `sign_with` says, its
 /// claims (`sub`, `aud`, …, and `"refreshed": true`) edited by `tamper`.
@@ -95,7 +96,7 @@ pub struct Behaviour {
     /// Where the revocation endpoint is published (generic flavour: discovery by default).
     pub revocation: Revocation,
     /// Edits the discovery document (to break it).
-    pub discovery_edit: Option<Arc<dyn Fn(&mut Value) + Send + Sync>>,
+    pub discovery_edit: Option<DocumentEdit>,
 }
 
 impl Default for Behaviour {
@@ -254,14 +255,16 @@ impl FakeOp {
             .route(
                 "/.well-known/oauth-authorization-server/{*rest}",
                 get(authorization_server_metadata),
-            )
-            ;
+            );
         // An issuer with a path: also where the OpenID Connect style would look (and find nothing).
         let app = if layout.issuer_path.is_empty() {
             app
         } else {
             app.route(
-                &format!("{}/.well-known/oauth-authorization-server", layout.issuer_path),
+                &format!(
+                    "{}/.well-known/oauth-authorization-server",
+                    layout.issuer_path
+                ),
                 get(authorization_server_metadata),
             )
         }
@@ -377,7 +380,10 @@ async fn authorization_server_metadata(
     let layout = s.flavor.layout();
     let expected = format!(
         "/.well-known/oauth-authorization-server{}",
-        url::Url::parse(&s.issuer).unwrap().path().trim_end_matches('/')
+        url::Url::parse(&s.issuer)
+            .unwrap()
+            .path()
+            .trim_end_matches('/')
     );
     let issuer = match s.behaviour.lock().unwrap().revocation {
         Revocation::Rfc8414Only => s.issuer.clone(),

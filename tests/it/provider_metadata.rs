@@ -198,7 +198,9 @@ async fn check_config_warns_about_refresh_tokens_that_cannot_be_revoked() {
         .unwrap();
     assert!(ok, "warnings keep the exit status 0: {err}");
     assert!(
-        err.contains("warning: providers.corp: issues refresh tokens but has no revocation endpoint"),
+        err.contains(
+            "warning: providers.corp: issues refresh tokens but has no revocation endpoint"
+        ),
         "{err}"
     );
 

@@ -228,7 +228,10 @@ async fn a_valid_refreshed_id_token_replaces_the_stored_one() {
     .await;
     assert_eq!(claims["refreshed"], true, "{claims}");
     let rows = app.state.store.audit_events(None, 100).await.unwrap();
-    let row = rows.iter().find(|r| r.event == "refresh.succeeded").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.event == "refresh.succeeded")
+        .unwrap();
     assert!(!row.detail.contains("id_token_refused"), "{}", row.detail);
 }
 
