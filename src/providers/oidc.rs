@@ -247,8 +247,10 @@ impl OidcClient {
                 .clone()
                 .filter(|u| self.acceptable_endpoint(u))
         });
-        // RFC 8414 metadata, when OpenID Connect discovery does not say where to revoke.
+        // RFC 8414 metadata, when OpenID Connect discovery does not say where to revoke (the
+        // built-in dev provider issues no refresh tokens: nothing to look for).
         if revocation.is_none()
+            && self.kind != ProviderKind::Dev
             && let Some(m) = super::discovery::authorization_server_metadata(
                 &self.http,
                 &self.id,
