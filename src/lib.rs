@@ -74,6 +74,28 @@ fn is_html(res: &axum::response::Response) -> bool {
             .is_some_and(|v| v.starts_with("text/html"))
 }
 
+/// The outbound client for providers: loopback only in development; a provider with
+/// `allow_private_network` may reach its issuer's host and its explicit endpoints' hosts.
+pub fn provider_http_client(config: &Config) -> Result<HttpClient, http_client::HttpError> {
+    let mut policy = AddressPolicy {
+        allow_loopback: config.server.environment == Environment::Development,
+        ..Default::default()
+    };
+    for p in config
+        .providers
+        .values()
+        .filter(|p| p.allow_private_network)
+    {
+        let issuer = p.issuer.as_deref().and_then(|u| url::Url::parse(u).ok());
+        let explicit = [&p.revocation_endpoint, &p.end_session_endpoint];
+        let urls = issuer.iter().chain(explicit.into_iter().flatten());
+        for host in urls.filter_map(|u| u.host_str()) {
+            policy.allowed_hosts.insert(host.to_string());
+        }
+    }
+    HttpClient::new(policy, Duration::from_secs(10))
+}
+
 pub struct App {
     router: Router,
     state: AppState,
@@ -85,26 +107,7 @@ impl App {
         let Backends { store, sessions } = Backends::open(&config).await?;
         let templates = Templates::load().map_err(|e| StartupError::Templates(e.to_string()))?;
 
-        let mut policy = AddressPolicy {
-            allow_loopback: config.server.environment == Environment::Development,
-            ..Default::default()
-        };
-        for p in config
-            .providers
-            .values()
-            .filter(|p| p.allow_private_network)
-        {
-            if let Some(host) = p
-                .issuer
-                .as_deref()
-                .and_then(|u| url::Url::parse(u).ok())
-                .and_then(|u| u.host_str().map(str::to_string))
-            {
-                policy.allowed_hosts.insert(host);
-            }
-        }
-        let http = HttpClient::new(policy, Duration::from_secs(10))
-            .map_err(|e| StartupError::Http(e.to_string()))?;
+        let http = provider_http_client(&config).map_err(|e| StartupError::Http(e.to_string()))?;
         let (dev, dev_secrets) = providers::dev::build(&config, templates.clone(), clock.clone())
             .map_err(StartupError::Dev)?;
         let providers = ProviderRegistry::new(&config, http, clock.clone(), &dev_secrets);
@@ -190,8 +193,12 @@ impl App {
         let state = self.state.clone();
         tokio::spawn(async move {
             for p in state.providers.all() {
-                if !p.ready().await {
-                    tracing::warn!(provider = %p.id, "provider not reachable yet; discovery is retried on the next login and by /readyz");
+                let check = p.check().await;
+                if let Some(reason) = &check.error {
+                    tracing::warn!(provider = %p.id, %reason, "provider not usable yet; discovery is retried on the next login and by /readyz");
+                }
+                for warning in &check.warnings {
+                    tracing::warn!(provider = %p.id, "{warning}");
                 }
             }
         });

@@ -33,10 +33,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a configuration and print every problem (exit status 1 when there is one).
+    /// Validate a configuration and print every problem (exit status 1 when there is one), then
+    /// contact each provider and print warnings (its discovery failing, refresh tokens that logout
+    /// cannot revoke).
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Only validate the file; contact no provider.
+        #[arg(long)]
+        offline: bool,
     },
     /// Keys that seal provider tokens at rest.
     Keys {
@@ -68,7 +73,7 @@ enum KeysCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match config::load(&config, std::env::vars()) {
+        Command::CheckConfig { config, offline } => match config::load(&config, std::env::vars()) {
             Ok(c) => {
                 println!(
                     "{}: ok ({} provider(s): {})",
@@ -76,6 +81,9 @@ fn main() -> ExitCode {
                     c.providers.len(),
                     c.providers.keys().cloned().collect::<Vec<_>>().join(", ")
                 );
+                if !offline {
+                    check_providers(&c);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -116,6 +124,44 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Discovers every provider as the broker would and prints what it finds: warnings only (the
+/// file is valid; a provider may just be out of reach from here), so the exit status stays 0.
+fn check_providers(c: &config::Config) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warning: providers not checked: {e}");
+            return;
+        }
+    };
+    let http = match oidc_broker::provider_http_client(c) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("warning: providers not checked: {e}");
+            return;
+        }
+    };
+    let registry = oidc_broker::providers::ProviderRegistry::new(
+        c,
+        http,
+        Arc::new(SystemClock),
+        &Default::default(),
+    );
+    let checks = runtime.block_on(registry.check_all(std::time::Duration::from_secs(15)));
+    for (id, check) in checks {
+        match &check.error {
+            Some(e) => eprintln!("warning: providers.{id}: {e}"),
+            None => println!("providers.{id}: discovery ok"),
+        }
+        for w in &check.warnings {
+            eprintln!("warning: providers.{id}: {w}");
         }
     }
 }

@@ -58,6 +58,11 @@ pub struct ProviderConfig {
     pub domain_base: Option<String>,
     /// Auth0: an ID token must carry this `org_id` (or `org_name`).
     pub organization: Option<String>,
+    /// RFC 7009 revocation endpoint, for a provider whose metadata does not name one (it wins
+    /// over discovery, RFC 8414 metadata and the kind's own).
+    pub revocation_endpoint: Option<Url>,
+    /// RP-initiated logout endpoint, likewise.
+    pub end_session_endpoint: Option<Url>,
     pub firebase: Option<FirebaseSettings>,
     /// Test users offered by a `dev` provider's login page.
     pub dev_users: Vec<DevUser>,
@@ -190,6 +195,8 @@ pub(super) struct RawProvider {
     scopes: Option<Vec<String>>,
     allow_private_network: Option<bool>,
     fetch_userinfo: Option<bool>,
+    revocation_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
     claims: Option<RawClaims>,
     users: Option<Vec<DevUser>>,
     // auth0
@@ -213,13 +220,20 @@ pub(super) struct RawProvider {
 /// Which optional keys each kind understands (the common ones are always accepted).
 fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
-        ProviderKind::Oidc => &["issuer", "client_secret"],
+        ProviderKind::Oidc => &[
+            "issuer",
+            "client_secret",
+            "revocation_endpoint",
+            "end_session_endpoint",
+        ],
         ProviderKind::Auth0 => &[
             "domain",
             "audience",
             "organization",
             "connection",
             "client_secret",
+            "revocation_endpoint",
+            "end_session_endpoint",
         ],
         ProviderKind::Cognito => &[
             "region",
@@ -228,6 +242,8 @@ fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
             "identity_provider",
             "client_secret",
             "issuer",
+            "revocation_endpoint",
+            "end_session_endpoint",
         ],
         ProviderKind::Firebase => &[
             "project_id",
@@ -264,7 +280,56 @@ fn present_keys(raw: &RawProvider) -> Vec<&'static str> {
     add("federated", raw.federated.is_some());
     add("keys_url", raw.keys_url.is_some());
     add("service_account_file", raw.service_account_file.is_some());
+    add("revocation_endpoint", raw.revocation_endpoint.is_some());
+    add("end_session_endpoint", raw.end_session_endpoint.is_some());
     keys
+}
+
+/// An explicit endpoint: a URL without credentials or fragment, https (plain http only for a
+/// loopback host in development, as for issuers).
+fn endpoint_url(
+    key: &str,
+    value: Option<&str>,
+    environment: Environment,
+    problems: &mut Vec<Problem>,
+) -> Option<Url> {
+    let value = value?;
+    let Ok(u) = Url::parse(value) else {
+        problem(
+            problems,
+            key,
+            format!("`{value}` is not a URL"),
+            "write the full URL, e.g. \"https://idp.example.com/oauth2/revoke\", or remove the key",
+        );
+        return None;
+    };
+    let scheme_ok = u.scheme() == "https"
+        || (u.scheme() == "http"
+            && environment == Environment::Development
+            && is_loopback_host(&u));
+    if u.host_str().is_none()
+        || !u.username().is_empty()
+        || u.password().is_some()
+        || u.fragment().is_some()
+    {
+        problem(
+            problems,
+            key,
+            "must be a plain URL with a host, without credentials or fragment",
+            "write the endpoint as the provider documents it",
+        );
+        None
+    } else if !scheme_ok {
+        problem(
+            problems,
+            key,
+            "must use https (plain http only for a loopback host in development)",
+            "use the provider's https endpoint",
+        );
+        None
+    } else {
+        Some(u)
+    }
 }
 
 /// `tenant.auth0.com` → `https://tenant.auth0.com`. A full `http://` URL is accepted only for a
@@ -408,6 +473,18 @@ pub(super) fn validate(
     let client_id;
     let mut client_secret = raw.client_secret.clone().filter(|s| !s.is_empty());
     let needs_secret = matches!(kind, ProviderKind::Oidc | ProviderKind::Auth0);
+    let revocation_endpoint = endpoint_url(
+        &key("revocation_endpoint"),
+        raw.revocation_endpoint.as_deref(),
+        environment,
+        problems,
+    );
+    let end_session_endpoint = endpoint_url(
+        &key("end_session_endpoint"),
+        raw.end_session_endpoint.as_deref(),
+        environment,
+        problems,
+    );
     match kind {
         ProviderKind::Dev => {
             if environment == Environment::Production {
@@ -643,6 +720,8 @@ pub(super) fn validate(
         claims,
         domain_base: domain_base_url,
         organization: raw.organization,
+        revocation_endpoint,
+        end_session_endpoint,
         firebase,
         dev_users,
     })
@@ -690,5 +769,90 @@ fn issuer_url(
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ConfigError, from_toml_str};
+
+    fn provider(environment: &str, extra: &str) -> Result<super::super::Config, ConfigError> {
+        from_toml_str(
+            &format!(
+                "[server]\nenvironment = \"{environment}\"\npublic_url = \"https://auth.example.com\"\n\
+                 [providers.corp]\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"a\"\nclient_secret = \"b\"\n{extra}"
+            ),
+            Vec::new(),
+        )
+    }
+
+    fn refused_keys(environment: &str, extra: &str) -> Vec<String> {
+        match provider(environment, extra) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError(problems)) => problems.into_iter().map(|p| p.key).collect(),
+        }
+    }
+
+    #[test]
+    fn explicit_endpoints_are_taken_as_urls() {
+        let c = provider(
+            "development",
+            "revocation_endpoint = \"https://idp.example.com/oauth2/revoke\"\nend_session_endpoint = \"https://idp.example.com/logout?x=1\"\n",
+        )
+        .unwrap();
+        let p = &c.providers["corp"];
+        assert_eq!(
+            p.revocation_endpoint.as_ref().map(|u| u.as_str()),
+            Some("https://idp.example.com/oauth2/revoke")
+        );
+        assert_eq!(
+            p.end_session_endpoint.as_ref().map(|u| u.as_str()),
+            Some("https://idp.example.com/logout?x=1")
+        );
+    }
+
+    #[test]
+    fn explicit_endpoints_must_be_https_urls_without_credentials() {
+        for (value, environment) in [
+            ("not a url", "development"),
+            ("/relative/revoke", "development"),
+            ("http://idp.example.com/revoke", "development"),
+            ("http://127.0.0.1:9/revoke", "production"),
+            ("https://user:pw@idp.example.com/revoke", "development"),
+            ("https://idp.example.com/revoke#x", "development"),
+            ("javascript:alert(1)", "development"),
+        ] {
+            for key in ["revocation_endpoint", "end_session_endpoint"] {
+                let keys = refused_keys(environment, &format!("{key} = \"{value}\"\n"));
+                assert!(
+                    keys.contains(&format!("providers.corp.{key}")),
+                    "{key} = {value} in {environment}: {keys:?}"
+                );
+            }
+        }
+        assert!(
+            refused_keys(
+                "development",
+                "revocation_endpoint = \"http://127.0.0.1:9/revoke\"\n"
+            )
+            .is_empty(),
+            "plain http on loopback in development, as for issuers"
+        );
+    }
+
+    #[test]
+    fn explicit_endpoints_are_not_settings_of_firebase_or_dev() {
+        let err = from_toml_str(
+            "[server]\nenvironment = \"development\"\npublic_url = \"http://127.0.0.1:8080\"\n\
+             [providers.dev]\nkind = \"dev\"\nrevocation_endpoint = \"http://127.0.0.1:1/r\"\n",
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.key == "providers.dev.revocation_endpoint"),
+            "{err}"
+        );
     }
 }

@@ -58,6 +58,52 @@ pub struct FirebaseClient {
     keys: Mutex<KeyCache>,
 }
 
+/// A Firebase ID token that did not verify, or could not be checked.
+#[derive(Debug)]
+pub enum IdTokenError {
+    /// The token itself is wrong (signature, project, times, subject); the text says why.
+    Refused(String),
+    /// Google's keys could not be fetched or used: nothing is known about the token.
+    ProviderFailed(AppError),
+}
+
+impl IdTokenError {
+    /// For a token the caller handed in (the SDK hand-off): a refusal is the caller's fault, a
+    /// 401 — never a 502, which monitoring and clients read as an outage.
+    pub fn from_caller(self) -> AppError {
+        match self {
+            IdTokenError::Refused(why) => AppError::new(
+                crate::error::ErrorKind::Unauthorized,
+                "invalid_id_token",
+                format!("The Firebase ID token was refused: {why}. Sign in again."),
+            )
+            .with_cause(format!("firebase id token: {why}")),
+            IdTokenError::ProviderFailed(e) => e,
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            IdTokenError::Refused(why) => why.clone(),
+            IdTokenError::ProviderFailed(e) => e.cause.clone().unwrap_or_else(|| e.message.clone()),
+        }
+    }
+}
+
+/// A token Firebase's own API just handed the broker: a refusal means the provider failed (502).
+impl From<IdTokenError> for AppError {
+    fn from(e: IdTokenError) -> Self {
+        match e {
+            IdTokenError::Refused(why) => AppError::provider(
+                "invalid_id_token",
+                format!("The Firebase ID token was refused: {why}."),
+                format!("firebase id token: {why}"),
+            ),
+            IdTokenError::ProviderFailed(e) => e,
+        }
+    }
+}
+
 /// How the broker authenticates Identity Toolkit admin calls (revoking a user's sessions).
 enum AdminAuth {
     None,
@@ -387,14 +433,8 @@ impl FirebaseClient {
         &self,
         token: &str,
         max_auth_age: Option<i64>,
-    ) -> Result<Map<String, Value>, AppError> {
-        let refused = |why: &str| {
-            AppError::provider(
-                "invalid_id_token",
-                format!("The Firebase ID token was refused: {why}."),
-                format!("firebase id token: {why}"),
-            )
-        };
+    ) -> Result<Map<String, Value>, IdTokenError> {
+        let refused = |why: &str| IdTokenError::Refused(why.to_string());
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -419,9 +459,16 @@ impl FirebaseClient {
                 .ok_or_else(|| refused("it has no key id (kid)"))?;
             let jwk = self
                 .key(kid)
-                .await?
+                .await
+                .map_err(IdTokenError::ProviderFailed)?
                 .ok_or_else(|| refused("it is signed with a key Google does not publish"))?;
-            let key = DecodingKey::from_jwk(&jwk).map_err(|_| refused("its key is unusable"))?;
+            let key = DecodingKey::from_jwk(&jwk).map_err(|_| {
+                IdTokenError::ProviderFailed(AppError::provider(
+                    "provider_error",
+                    "Firebase publishes a signing key the broker cannot use.",
+                    format!("firebase key {kid}: unusable"),
+                ))
+            })?;
             let mut v = Validation::new(Algorithm::RS256);
             // Time and audience are checked below with the broker's clock and exact rules.
             v.validate_exp = false;
@@ -501,8 +548,9 @@ impl FirebaseClient {
                 .await
                 .map_err(|e| super::transport_error(&self.id, e))?;
             if !resp.status().is_success() {
-                return Err(AppError::unavailable(
-                    "Firebase key service",
+                return Err(AppError::provider(
+                    "provider_error",
+                    "Firebase's key service failed; try again shortly.",
                     format!("keys status {}", resp.status()),
                 ));
             }
@@ -518,8 +566,14 @@ impl FirebaseClient {
                     })
                 })
                 .unwrap_or(0);
-            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(resp.body())
-                .map_err(|e| AppError::unavailable("Firebase key service", e))?;
+            let set: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_slice(resp.body()).map_err(|e| {
+                    AppError::provider(
+                        "provider_error",
+                        "Firebase's key service answered something unreadable.",
+                        format!("keys: {e}"),
+                    )
+                })?;
             cache.keys = set
                 .keys
                 .into_iter()
@@ -529,6 +583,17 @@ impl FirebaseClient {
             cache.last_fetch = Some(Instant::now());
         }
         Ok(cache.keys.get(kid).cloned())
+    }
+
+    /// Firebase always issues refresh tokens; logout ends them only with admin credentials.
+    pub fn warnings(&self) -> Vec<String> {
+        match self.admin {
+            AdminAuth::None => vec![
+                "issues refresh tokens but cannot revoke them at logout: set service_account_file (logout revokes with validSince, which needs admin credentials)"
+                    .into(),
+            ],
+            _ => Vec::new(),
+        }
     }
 
     /// For readiness: Firebase needs no discovery; the emulator must answer.

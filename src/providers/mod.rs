@@ -3,7 +3,9 @@
 //! authorization endpoint for third parties, goes through its Identity Toolkit API. Kinds differ
 //! only where a provider departs from the standard.
 
+mod audience;
 pub mod dev;
+mod discovery;
 pub mod firebase;
 mod oidc;
 
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use firebase::FirebaseClient;
-pub use oidc::{Discovered, OidcClient, ProviderTokens, RevokeError};
+pub use oidc::{Discovered, Endpoint, OidcClient, ProviderTokens, RevokeError};
 
 use crate::clock::SharedClock;
 use crate::config::{ClaimMapping, Config, ProviderKind};
@@ -37,15 +39,70 @@ pub struct RefreshError {
     pub reason: String,
 }
 
+/// A refresh answer whose ID token, if it carried one, was verified (OpenID Connect Core §12.2).
+#[derive(Debug)]
+pub struct Refreshed {
+    /// Without an ID token when the one in the answer was refused.
+    pub tokens: ProviderTokens,
+    /// Why the answer's ID token was refused and left out (never the token itself).
+    pub id_token_refused: Option<String>,
+}
+
+/// What readiness says about one provider.
+#[derive(Debug, Default)]
+pub struct ProviderCheck {
+    /// Why the provider cannot be used now (discovery's error), if it cannot.
+    pub error: Option<String>,
+    /// Problems that do not stop sign-in (a refresh token that cannot be revoked, …).
+    pub warnings: Vec<String>,
+}
+
 impl Provider {
-    /// Refreshes the provider tokens: the OAuth refresh grant, or Firebase's securetoken.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, RefreshError> {
+    /// Refreshes the provider tokens — the OAuth refresh grant, or Firebase's securetoken — and
+    /// verifies the ID token that comes back against the session's `subject`.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        subject: &str,
+    ) -> Result<Refreshed, RefreshError> {
         match &self.flow {
-            Flow::Oidc(c) => c.refresh(refresh_token).await,
-            Flow::Firebase(f) => f.refresh(refresh_token).await.map_err(|e| RefreshError {
-                definitive: e.code == "invalid_grant",
-                reason: e.cause.unwrap_or(e.message),
-            }),
+            Flow::Oidc(c) => {
+                let mut tokens = c.refresh(refresh_token).await?;
+                let mut id_token_refused = None;
+                if let Some(raw) = tokens.id_token.as_deref()
+                    && let Err(why) = c.verify_refreshed_id_token(raw, subject).await
+                {
+                    tokens.id_token = None;
+                    id_token_refused = Some(why);
+                }
+                Ok(Refreshed {
+                    tokens,
+                    id_token_refused,
+                })
+            }
+            Flow::Firebase(f) => {
+                let tokens = f.refresh(refresh_token).await.map_err(|e| RefreshError {
+                    definitive: e.code == "invalid_grant",
+                    reason: e.cause.unwrap_or(e.message),
+                })?;
+                // Firebase's access token is its ID token: a refused one refuses the whole answer.
+                let raw = tokens.id_token.as_deref().unwrap_or(&tokens.access_token);
+                let refused = |reason: String| RefreshError {
+                    definitive: false,
+                    reason: format!("the refreshed ID token was refused: {reason}"),
+                };
+                let claims = f
+                    .verify_id_token(raw, None)
+                    .await
+                    .map_err(|e| refused(e.reason()))?;
+                if claims.get("sub").and_then(serde_json::Value::as_str) != Some(subject) {
+                    return Err(refused("its subject (sub) is not the session's".into()));
+                }
+                Ok(Refreshed {
+                    tokens,
+                    id_token_refused: None,
+                })
+            }
         }
     }
 
@@ -55,6 +112,63 @@ impl Provider {
             Flow::Oidc(c) => c.metadata().await.is_ok(),
             Flow::Firebase(f) => f.ready().await,
         }
+    }
+
+    /// Readiness with reasons: discovery's error, and warnings such as refresh tokens that
+    /// logout cannot revoke.
+    pub async fn check(&self) -> ProviderCheck {
+        match &self.flow {
+            Flow::Oidc(c) => match c.check().await {
+                Ok(warnings) => ProviderCheck {
+                    error: None,
+                    warnings,
+                },
+                Err(e) => ProviderCheck {
+                    error: Some(e),
+                    warnings: Vec::new(),
+                },
+            },
+            Flow::Firebase(f) => ProviderCheck {
+                error: (!f.ready().await).then(|| "the Firebase emulator does not answer".into()),
+                warnings: f.warnings(),
+            },
+        }
+    }
+
+    /// After a refused ID token the code is spent but the provider's tokens are live: revoke them
+    /// (the refresh token, which takes its access tokens along, else the access token) in the
+    /// background, so the error answer does not wait on the provider. Best effort: logged only.
+    pub fn discard_tokens(self: &Arc<Self>, tokens: ProviderTokens) {
+        let Flow::Oidc(_) = &self.flow else { return };
+        let provider = self.clone();
+        tokio::spawn(async move {
+            let Flow::Oidc(client) = &provider.flow else {
+                return;
+            };
+            let (token, hint) = match tokens.refresh_token.as_deref() {
+                Some(rt) => (rt, "refresh_token"),
+                None => (tokens.access_token.as_str(), "access_token"),
+            };
+            let outcome = tokio::time::timeout(
+                std::time::Duration::from_secs(15),
+                client.revoke_token(token, hint),
+            )
+            .await;
+            match outcome {
+                Ok(Ok(true)) => {
+                    tracing::info!(provider = %provider.id, token = hint, "tokens of a refused sign-in revoked")
+                }
+                Ok(Ok(false)) => {
+                    tracing::warn!(provider = %provider.id, "tokens of a refused sign-in stay live: the provider has no revocation endpoint")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(provider = %provider.id, reason = %e.reason, "revoking the tokens of a refused sign-in failed")
+                }
+                Err(_) => {
+                    tracing::warn!(provider = %provider.id, "revoking the tokens of a refused sign-in timed out")
+                }
+            }
+        });
     }
 }
 
@@ -121,6 +235,28 @@ impl ProviderRegistry {
             })
             .collect();
         ProviderRegistry { providers }
+    }
+
+    /// Every provider checked at once, each within `timeout` (for `check-config`). The dev
+    /// provider is left out: the broker itself serves it.
+    pub async fn check_all(&self, timeout: std::time::Duration) -> Vec<(String, ProviderCheck)> {
+        let checks = self
+            .providers
+            .values()
+            .filter(|p| p.kind != ProviderKind::Dev)
+            .map(|p| async move {
+                let check = tokio::time::timeout(timeout, p.check())
+                    .await
+                    .unwrap_or_else(|_| ProviderCheck {
+                        error: Some(format!(
+                            "the provider did not answer within {} s",
+                            timeout.as_secs()
+                        )),
+                        warnings: Vec::new(),
+                    });
+                (p.id.clone(), check)
+            });
+        futures::future::join_all(checks).await
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {

@@ -78,6 +78,18 @@ pub struct RevokeError {
 pub struct Discovered {
     pub metadata: Metadata,
     pub fetched_at: Instant,
+    /// Where tokens are revoked (RFC 7009), when the provider says so anywhere.
+    pub revocation: Option<Endpoint>,
+    /// Where RP-initiated logout goes.
+    pub end_session_endpoint: Option<Url>,
+}
+
+/// An endpoint and where the broker learnt it (for logs and readiness).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: Url,
+    /// `config`, the provider's `kind`, `discovery`, or `rfc8414`.
+    pub source: &'static str,
 }
 
 /// A provider's token endpoint answer. Read by hand rather than with oauth2's standard type
@@ -141,6 +153,9 @@ pub struct OidcClient {
     client_secret: Option<String>,
     scopes: Vec<String>,
     fetch_userinfo: bool,
+    /// Explicit settings, for providers whose metadata lacks them.
+    revocation_endpoint: Option<Url>,
+    end_session_endpoint: Option<Url>,
     http: HttpClient,
     clock: SharedClock,
     discovered: RwLock<Option<Arc<Discovered>>>,
@@ -176,6 +191,8 @@ impl OidcClient {
             client_secret: pc.client_secret.clone().or(dev_secret),
             scopes: pc.scopes.clone(),
             fetch_userinfo: pc.fetch_userinfo,
+            revocation_endpoint: pc.revocation_endpoint.clone(),
+            end_session_endpoint: pc.end_session_endpoint.clone(),
             http,
             clock,
             discovered: RwLock::new(None),
@@ -196,26 +213,136 @@ impl OidcClient {
     }
 
     async fn discover(&self) -> Result<Arc<Discovered>, AppError> {
-        let http = self.http.clone();
-        let client = move |req: openidconnect::HttpRequest| {
-            let http = http.clone();
-            async move { http.execute(req).await }
-        };
-        let metadata = Metadata::discover_async(self.issuer.clone(), &client)
+        let metadata = super::discovery::discover(&self.http, self.issuer.as_str())
             .await
             .map_err(|e| {
-                AppError::unavailable(
-                    &format!("identity provider `{}`", self.id),
-                    format!("discovery of {} failed: {e}", self.issuer.as_str()),
-                )
+                tracing::warn!(provider = %self.id, reason = %e, "discovery failed");
+                if e.transient {
+                    AppError::unavailable(&format!("identity provider `{}`", self.id), e)
+                } else {
+                    AppError::provider(
+                        "provider_misconfigured",
+                        format!(
+                            "The identity provider `{}` cannot be used: its discovery document or keys are unusable.",
+                            self.id
+                        ),
+                        e,
+                    )
+                }
             })?;
+        let extra = metadata.additional_metadata();
+        let mut revocation = self.fixed_revocation_endpoint().or_else(|| {
+            extra
+                .revocation_endpoint
+                .clone()
+                .filter(|u| self.acceptable_endpoint(u))
+                .map(|url| Endpoint {
+                    url,
+                    source: "discovery",
+                })
+        });
+        let mut end_session = self.end_session_endpoint.clone().or_else(|| {
+            extra
+                .end_session_endpoint
+                .clone()
+                .filter(|u| self.acceptable_endpoint(u))
+        });
+        // RFC 8414 metadata, when OpenID Connect discovery does not say where to revoke (the
+        // built-in dev provider issues no refresh tokens: nothing to look for).
+        if revocation.is_none()
+            && self.kind != ProviderKind::Dev
+            && let Some(m) = super::discovery::authorization_server_metadata(
+                &self.http,
+                &self.id,
+                self.issuer.as_str(),
+            )
+            .await
+        {
+            revocation = m
+                .revocation_endpoint
+                .filter(|u| self.acceptable_endpoint(u))
+                .map(|url| Endpoint {
+                    url,
+                    source: "rfc8414",
+                });
+            if end_session.is_none() {
+                end_session = m
+                    .end_session_endpoint
+                    .filter(|u| self.acceptable_endpoint(u));
+            }
+        }
         let d = Arc::new(Discovered {
             metadata,
             fetched_at: Instant::now(),
+            revocation,
+            end_session_endpoint: end_session,
         });
         *self.discovered.write().await = Some(d.clone());
-        tracing::info!(provider = %self.id, issuer = %self.issuer.as_str(), "provider discovered");
+        tracing::info!(
+            provider = %self.id,
+            issuer = %self.issuer.as_str(),
+            revocation = d.revocation.as_ref().map_or("none", |e| e.source),
+            "provider discovered"
+        );
         Ok(d)
+    }
+
+    /// A revocation endpoint known without metadata: the explicit setting, or the kind's own.
+    fn fixed_revocation_endpoint(&self) -> Option<Endpoint> {
+        if let Some(url) = &self.revocation_endpoint {
+            return Some(Endpoint {
+                url: url.clone(),
+                source: "config",
+            });
+        }
+        let path = match self.kind {
+            ProviderKind::Auth0 => "/oauth/revoke",
+            ProviderKind::Cognito => "/oauth2/revoke",
+            _ => return None,
+        };
+        let url = Url::parse(&format!("{}{path}", self.domain_base.as_deref()?)).ok()?;
+        Some(Endpoint {
+            url,
+            source: "kind",
+        })
+    }
+
+    /// Metadata endpoints get the client secret or tokens: https, or the issuer's own scheme
+    /// (plain http only ever for a loopback issuer in development, as config validation allows).
+    fn acceptable_endpoint(&self, u: &Url) -> bool {
+        u.scheme() == "https"
+            || self
+                .issuer
+                .as_str()
+                .starts_with(&format!("{}:", u.scheme()))
+    }
+
+    /// Whether this provider hands out refresh tokens: with `offline_access` (OpenID Connect Core
+    /// §11), or always (Cognito's code flow).
+    pub fn issues_refresh_tokens(&self) -> bool {
+        match self.kind {
+            ProviderKind::Dev | ProviderKind::Firebase => false,
+            ProviderKind::Cognito => true,
+            ProviderKind::Oidc | ProviderKind::Auth0 => {
+                self.scopes.iter().any(|s| s == "offline_access")
+            }
+        }
+    }
+
+    /// What readiness reports: discovery's error, or warnings about a working provider.
+    pub async fn check(&self) -> Result<Vec<String>, String> {
+        let d = self
+            .metadata()
+            .await
+            .map_err(|e| e.cause.unwrap_or(e.message))?;
+        let mut warnings = Vec::new();
+        if self.issues_refresh_tokens() && d.revocation.is_none() {
+            warnings.push(
+                "issues refresh tokens but has no revocation endpoint (neither in discovery nor in RFC 8414 metadata): they stay valid at the provider after logout; set revocation_endpoint if it has one"
+                    .to_string(),
+            );
+        }
+        Ok(warnings)
     }
 
     /// Re-discovers after an unknown signing key, at most once per [`REDISCOVERY_INTERVAL`].
@@ -362,11 +489,40 @@ impl OidcClient {
                 "unparsable id_token",
             )
         })?;
+        self.verified_claims(&token, Some(nonce))
+            .await?
+            .map_err(id_token_error)
+    }
+
+    /// OpenID Connect Core §12.2: an ID token from a refresh is verified like the first one
+    /// (signature, `iss`, `aud`/`azp`, `exp`, `iat`), but without a nonce, and its `sub` must be
+    /// the session's. `Err` says why it was refused (never with the token).
+    pub async fn verify_refreshed_id_token(&self, raw: &str, subject: &str) -> Result<(), String> {
+        let token: BrokerIdToken = raw
+            .parse()
+            .map_err(|_| "it is not a well-formed JWT".to_string())?;
+        let claims = self
+            .verified_claims(&token, None)
+            .await
+            .map_err(|e| format!("it could not be checked: {}", e.message))?
+            .map_err(|e| refusal_reason(&e).to_string())?;
+        if claims.get("sub").and_then(Value::as_str) != Some(subject) {
+            return Err("its subject (sub) is not the session's".into());
+        }
+        Ok(())
+    }
+
+    /// The claims once verified, re-fetching the provider's keys once on an unknown `kid`. The
+    /// outer error is the provider being unusable; the inner one is the token refused.
+    async fn verified_claims(
+        &self,
+        token: &BrokerIdToken,
+        nonce: Option<&str>,
+    ) -> Result<Result<Map<String, Value>, ClaimsVerificationError>, AppError> {
         let mut d = self.metadata().await?;
         let mut retried = false;
         loop {
-            match self.check_claims(&token, &d, nonce) {
-                Ok(claims) => return Ok(claims),
+            match self.check_claims(token, &d, nonce) {
                 Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
                 )) if !retried => {
@@ -374,24 +530,23 @@ impl OidcClient {
                     match self.rediscover_for_unknown_key(&d).await? {
                         Some(fresh) => d = fresh,
                         None => {
-                            return Err(id_token_error(
-                                ClaimsVerificationError::SignatureVerification(
-                                    SignatureVerificationError::NoMatchingKey,
-                                ),
-                            ));
+                            return Ok(Err(ClaimsVerificationError::SignatureVerification(
+                                SignatureVerificationError::NoMatchingKey,
+                            )));
                         }
                     }
                 }
-                Err(e) => return Err(id_token_error(e)),
+                outcome => return Ok(outcome),
             }
         }
     }
 
+    /// `nonce`: the login's, or `None` for a refreshed ID token (§12.2 has none to compare).
     fn check_claims(
         &self,
         token: &BrokerIdToken,
         d: &Discovered,
-        nonce: &str,
+        nonce: Option<&str>,
     ) -> Result<Map<String, Value>, ClaimsVerificationError> {
         let clock = self.clock.clone();
         let clock_iat = self.clock.clone();
@@ -414,21 +569,18 @@ impl OidcClient {
                 Ok(())
             }
         });
-        let claims = token.claims(&verifier, &Nonce::new(nonce.to_string()))?;
+        let claims = match nonce {
+            Some(n) => token.claims(&verifier, &Nonce::new(n.to_string()))?,
+            None => token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
+        };
         let Ok(Value::Object(map)) = serde_json::to_value(claims) else {
             return Err(ClaimsVerificationError::Other(
                 "claims are not an object".into(),
             ));
         };
-        // OIDC Core §3.1.3.7 step 5; openidconnect 4.1 leaves this check out.
-        match map.get("azp") {
-            None => {}
-            Some(Value::String(azp)) if *azp == self.client_id => {}
-            Some(_) => {
-                return Err(ClaimsVerificationError::InvalidAudience(
-                    "azp is another client".into(),
-                ));
-            }
+        // The broker's one audience rule (openidconnect 4.1 checks `aud` but leaves `azp` out).
+        if let Err(e) = super::audience::check(&map, &self.client_id) {
+            return Err(ClaimsVerificationError::InvalidAudience(e.reason().into()));
         }
         match self.kind {
             // Cognito signs access tokens with the same keys; only an ID token may sign a user in.
@@ -549,7 +701,9 @@ impl OidcClient {
             .map_err(|_| "the provider's key is unusable".to_string())?;
         let mut v = jsonwebtoken::Validation::new(header.alg);
         v.set_issuer(&[self.issuer.as_str()]);
-        v.set_audience(&[self.client_id.as_str()]);
+        // `aud` is judged below by the same rule as ID tokens (jsonwebtoken accepts any list
+        // that merely contains this client).
+        v.validate_aud = false;
         v.validate_exp = false;
         v.required_spec_claims = ["iss", "aud", "iat"]
             .iter()
@@ -558,6 +712,8 @@ impl OidcClient {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(raw, &key, &v)
             .map_err(|e| format!("the logout token was refused: {}", logout_reason(e.kind())))?
             .claims;
+        super::audience::check(&claims, &self.client_id)
+            .map_err(|e| format!("the logout token was refused: {e}"))?;
         let now = self.clock.now().unix_timestamp();
         let skew = CLOCK_SKEW.as_secs() as i64;
         let iat = claims
@@ -645,28 +801,28 @@ impl OidcClient {
         })
     }
 
-    /// Revokes a refresh token: Auth0 `/oauth/revoke`, Cognito `/oauth2/revoke` (HTTP Basic client
-    /// authentication), or the discovered RFC 7009 `revocation_endpoint`. `Ok(false)` when the
-    /// provider offers no revocation.
+    /// Where tokens are revoked: the explicit setting, Auth0 `/oauth/revoke`, Cognito
+    /// `/oauth2/revoke`, or the RFC 7009 `revocation_endpoint` of discovery or RFC 8414 metadata.
+    pub async fn revocation_endpoint(&self) -> Option<Endpoint> {
+        match self.fixed_revocation_endpoint() {
+            Some(e) => Some(e),
+            None => self.metadata().await.ok()?.revocation.clone(),
+        }
+    }
+
+    /// Revokes a refresh token. `Ok(false)` when the provider offers no revocation.
     pub async fn revoke(&self, refresh_token: &str) -> Result<bool, RevokeError> {
-        let endpoint = match (self.kind, &self.domain_base) {
-            (ProviderKind::Auth0, Some(base)) => Some(format!("{base}/oauth/revoke")),
-            (ProviderKind::Cognito, Some(base)) => Some(format!("{base}/oauth2/revoke")),
-            _ => self.metadata().await.ok().and_then(|d| {
-                d.metadata
-                    .additional_metadata()
-                    .revocation_endpoint
-                    .as_ref()
-                    .map(Url::to_string)
-            }),
-        };
-        let Some(endpoint) = endpoint.and_then(|e| Url::parse(&e).ok()) else {
+        self.revoke_token(refresh_token, "refresh_token").await
+    }
+
+    /// Revokes a token (RFC 7009 §2.1 `token_type_hint`: `refresh_token` or `access_token`; HTTP
+    /// Basic client authentication, Auth0's credentials in the body). `Ok(false)` when the
+    /// provider offers no revocation.
+    pub async fn revoke_token(&self, token: &str, hint: &str) -> Result<bool, RevokeError> {
+        let Some(endpoint) = self.revocation_endpoint().await.map(|e| e.url) else {
             return Ok(false);
         };
-        let mut form = vec![
-            ("token", refresh_token),
-            ("token_type_hint", "refresh_token"),
-        ];
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
         // Auth0 takes the client credentials in the body; RFC 7009 and Cognito use HTTP Basic.
         let basic = self.client_auth(&mut form, self.kind == ProviderKind::Auth0);
         let resp = self
@@ -693,26 +849,31 @@ impl OidcClient {
     }
 
     /// Where to send the browser for RP-initiated logout at the provider, if it has such a place:
-    /// Cognito `/logout`, the discovered `end_session_endpoint` (OpenID Connect RP-Initiated Logout,
-    /// with `id_token_hint` — the one token the specs put in a URL), or Auth0 `/v2/logout`.
+    /// the configured `end_session_endpoint`, Cognito `/logout`, the `end_session_endpoint` of
+    /// discovery or RFC 8414 metadata (OpenID Connect RP-Initiated Logout, with `id_token_hint` —
+    /// the one token the specs put in a URL), or Auth0 `/v2/logout`.
     pub async fn logout_url(
         &self,
         id_token_hint: Option<&str>,
         post_logout_redirect_uri: &str,
     ) -> Option<String> {
-        if let (ProviderKind::Cognito, Some(base)) = (self.kind, &self.domain_base) {
+        if let (ProviderKind::Cognito, Some(base), None) =
+            (self.kind, &self.domain_base, &self.end_session_endpoint)
+        {
             let mut u = Url::parse(&format!("{base}/logout")).ok()?;
             u.query_pairs_mut()
                 .append_pair("client_id", &self.client_id)
                 .append_pair("logout_uri", post_logout_redirect_uri);
             return Some(u.to_string());
         }
-        let end_session = self.metadata().await.ok().and_then(|d| {
-            d.metadata
-                .additional_metadata()
-                .end_session_endpoint
-                .clone()
-        });
+        let end_session = match &self.end_session_endpoint {
+            Some(u) => Some(u.clone()),
+            None => self
+                .metadata()
+                .await
+                .ok()
+                .and_then(|d| d.end_session_endpoint.clone()),
+        };
         if let Some(mut u) = end_session {
             {
                 let mut q = u.query_pairs_mut();
@@ -815,7 +976,16 @@ fn chrono_skew() -> chrono::Duration {
 }
 
 fn id_token_error(e: ClaimsVerificationError) -> AppError {
-    let reason = match &e {
+    let reason = refusal_reason(&e);
+    AppError::provider(
+        "invalid_id_token",
+        format!("The identity provider's ID token was refused: {reason}. Start the login again."),
+        e,
+    )
+}
+
+fn refusal_reason(e: &ClaimsVerificationError) -> &'static str {
+    match e {
         // openidconnect reports the issue-time check as `Expired` with our message.
         ClaimsVerificationError::Expired(m) if m.starts_with("issued") => {
             "its issue time (iat) is out of range"
@@ -845,10 +1015,5 @@ fn id_token_error(e: ClaimsVerificationError) -> AppError {
             "its issue time (iat) is out of range"
         }
         _ => "its claims are invalid",
-    };
-    AppError::provider(
-        "invalid_id_token",
-        format!("The identity provider's ID token was refused: {reason}. Start the login again."),
-        e,
-    )
+    }
 }

@@ -16,7 +16,7 @@ use super::login::{
 use super::{AppState, check_same_site};
 use crate::client_info::ClientInfo;
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::providers::firebase::HANDOFF_MAX_AUTH_AGE;
+use crate::providers::firebase::{HANDOFF_MAX_AUTH_AGE, IdTokenError};
 use crate::providers::{FirebaseClient, Flow, Provider};
 
 pub fn router() -> Router<AppState> {
@@ -162,7 +162,8 @@ async fn handoff(
         })?;
         let claims = fb
             .verify_id_token(&body.id_token, Some(HANDOFF_MAX_AUTH_AGE))
-            .await?;
+            .await
+            .map_err(IdTokenError::from_caller)?;
         let record = finish_login(&state, &web_session, &provider, &claims, None, &client).await?;
         let view = record.view(&state.config.session);
         Ok(Json(serde_json::json!({"user": record.user, "session": view})).into_response())

@@ -21,7 +21,8 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Ready when the SQL store and the session store answer and every provider's discovery has
-/// succeeded. Each check is bounded, so a store that hangs makes this red, not slow.
+/// succeeded. Each check is bounded, so a store that hangs makes this red, not slow. Warnings
+/// (a provider whose refresh tokens logout cannot revoke) are reported but keep it green.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let bounded = std::time::Duration::from_secs(3);
     let store_ok = matches!(
@@ -33,14 +34,28 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(()))
     );
     let mut providers = Map::new();
+    // Why a provider is not usable (discovery's error names the URL and the field).
+    let mut provider_errors = Map::new();
+    // What does not stop sign-in but needs the operator (refresh tokens logout cannot revoke).
+    let mut warnings = Map::new();
     for p in state.providers.all() {
-        let ok = tokio::time::timeout(std::time::Duration::from_secs(5), p.ready())
+        let check = tokio::time::timeout(std::time::Duration::from_secs(5), p.check())
             .await
-            .unwrap_or(false);
+            .unwrap_or_else(|_| crate::providers::ProviderCheck {
+                error: Some("the provider did not answer within 5 s".into()),
+                warnings: Vec::new(),
+            });
+        let ok = check.error.is_none();
         providers.insert(
             p.id.clone(),
             Value::from(if ok { "ok" } else { "unreachable" }),
         );
+        if let Some(e) = check.error {
+            provider_errors.insert(p.id.clone(), Value::from(e));
+        }
+        if !check.warnings.is_empty() {
+            warnings.insert(p.id.clone(), Value::from(check.warnings));
+        }
     }
     let ready = store_ok && sessions_ok && providers.values().all(|v| v == "ok");
     let status = if ready {
@@ -53,6 +68,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "store": if store_ok { "ok" } else { "unreachable" },
         "sessions": if sessions_ok { "ok" } else { "unreachable" },
         "providers": providers,
+        "provider_errors": provider_errors,
+        "warnings": warnings,
     });
     (status, Json(body))
 }

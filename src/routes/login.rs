@@ -416,26 +416,37 @@ async fn complete_callback(
                     )
                 })?;
             let tokens = client.exchange_code(code, &tx.pkce_verifier).await?;
-            let id_token = tokens.id_token.as_deref().ok_or_else(|| {
-                AppError::provider(
-                    "invalid_id_token",
-                    "The identity provider sent no ID token (is the openid scope allowed?).",
-                    "no id_token in token response",
-                )
-            })?;
-            let mut claims = client.verify_id_token(id_token, &tx.nonce).await?;
-            let subject = claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if let Some(extra) = client.userinfo(&tokens.access_token, &subject).await? {
-                // The signed ID token wins over userinfo where both speak.
-                for (k, v) in extra {
-                    claims.entry(k).or_insert(v);
+            let verified = async {
+                let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+                    AppError::provider(
+                        "invalid_id_token",
+                        "The identity provider sent no ID token (is the openid scope allowed?).",
+                        "no id_token in token response",
+                    )
+                })?;
+                let mut claims = client.verify_id_token(id_token, &tx.nonce).await?;
+                let subject = claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(extra) = client.userinfo(&tokens.access_token, &subject).await? {
+                    // The signed ID token wins over userinfo where both speak.
+                    for (k, v) in extra {
+                        claims.entry(k).or_insert(v);
+                    }
+                }
+                Ok::<_, AppError>(claims)
+            }
+            .await;
+            match verified {
+                Ok(claims) => (claims, tokens),
+                Err(e) => {
+                    // The code is spent, but what the provider issued for it is live: revoke it.
+                    provider.discard_tokens(tokens);
+                    return Err(e);
                 }
             }
-            (claims, tokens)
         }
         Flow::Firebase(fb) => {
             provider_error(params.error.as_deref())?;

@@ -59,6 +59,8 @@ async fn logout(
     let mut logout_url = logged_out.clone();
     let caller = caller::authenticate(&state, &headers, &web_session).await?;
     let ended = caller.as_ref().map(|c| c.session.clone());
+    // What became of the provider refresh token, for the audit event.
+    let mut revocation = None;
     if let Some(record) = caller.map(|c| c.record) {
         if let Some(row) = state.store.indexed_session(&record.handle).await? {
             let tokens = row
@@ -82,7 +84,7 @@ async fn logout(
             }
             if let Some(Flow::Oidc(client)) = state.providers.get(&row.provider).map(|p| &p.flow) {
                 if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh_token.as_deref()) {
-                    revoke_or_queue(&state, client, rt, &row.handle).await;
+                    revocation = Some(revoke_or_queue(&state, client, rt, &row.handle).await);
                 }
                 if let Some(u) = client
                     .logout_url(
@@ -95,11 +97,14 @@ async fn logout(
                 }
             }
         }
-        let event = AuditEvent::new(Event::Logout)
+        let mut event = AuditEvent::new(Event::Logout)
             .user(&record.user.id)
             .session(&record.handle)
             .provider(&record.user.identity.provider)
             .client(&client);
+        if let Some(outcome) = revocation {
+            event = event.detail("revocation", outcome);
+        }
         audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
     }
     if let Some(s) = &ended {
@@ -120,18 +125,24 @@ async fn logout(
     }
 }
 
-/// Revokes now; if the provider cannot be reached, queues the (sealed) token for retry.
+/// Revokes now; if the provider cannot be reached, queues the (sealed) token for retry. Returns
+/// the outcome for the audit: `revoked`, `queued`, `not_queued`, or `nothing_revoked` when the
+/// provider names no revocation endpoint anywhere (the token then stays valid at the provider).
 pub async fn revoke_or_queue(
     state: &AppState,
     client: &OidcClient,
     refresh_token: &str,
     handle: &str,
-) {
+) -> &'static str {
     match client.revoke(refresh_token).await {
         Ok(true) => {
-            tracing::info!(provider = %client.id, session = %handle, "refresh token revoked")
+            tracing::info!(provider = %client.id, session = %handle, "refresh token revoked");
+            "revoked"
         }
-        Ok(false) => {}
+        Ok(false) => {
+            tracing::warn!(provider = %client.id, session = %handle, "nothing revoked: the provider has no revocation endpoint (set revocation_endpoint if it has one); its refresh token stays valid there");
+            "nothing_revoked"
+        }
         Err(e) => {
             tracing::warn!(provider = %client.id, session = %handle, reason = %e.reason, "revocation failed; queued for retry");
             let context = format!("revoke:{handle}");
@@ -146,8 +157,11 @@ pub async fn revoke_or_queue(
                 }
                 Err(_) => false,
             };
-            if !queued {
+            if queued {
+                "queued"
+            } else {
                 tracing::error!(provider = %client.id, session = %handle, "revocation could not be queued");
+                "not_queued"
             }
         }
     }

@@ -127,16 +127,21 @@ async fn refresh_locked(
         session::put(web_session, &r).await?;
         return Ok(Some(r));
     };
-    match provider.refresh(&refresh_token).await {
-        Ok(answer) => {
+    match provider.refresh(&refresh_token, &row.subject).await {
+        Ok(refreshed) => {
             let now_ts = now.unix_timestamp();
-            let mut stored = StoredTokens::from_response(&answer, now_ts);
+            let mut stored = StoredTokens::from_response(&refreshed.tokens, now_ts);
             // Cognito (and others without rotation) send no new refresh token: keep the old one.
             if stored.refresh_token.is_none() {
                 stored.refresh_token = Some(refresh_token);
             }
+            // No ID token in the answer, or one that failed §12.2's checks: the login's stays
+            // (it is the `id_token_hint` of the logout URL).
             if stored.id_token.is_none() {
                 stored.id_token = tokens.id_token;
+            }
+            if let Some(why) = &refreshed.id_token_refused {
+                tracing::warn!(provider = %provider.id, session = %row.handle, reason = %why, "refreshed ID token refused; the previous one is kept");
             }
             let sealed = state
                 .vault
@@ -150,8 +155,11 @@ async fn refresh_locked(
             let mut r = record.clone();
             r.refresh_at = due_at(&stored, policy.refresh_margin);
             session::put(web_session, &r).await?;
-            let event =
+            let mut event =
                 AuditEvent::of_session(Event::RefreshSucceeded, &row).detail("token", "provider");
+            if let Some(why) = refreshed.id_token_refused {
+                event = event.detail("id_token_refused", why);
+            }
             audit::record(&state.store, now_ts, event).await;
             Ok(Some(r))
         }

@@ -22,6 +22,10 @@ struct Shared {
     /// createAuthUri state → (continueUri, sessionId)
     pending: Mutex<HashMap<String, (String, String)>>,
     key_fetches: Mutex<u32>,
+    /// What the key set answers: 200, or a failure status.
+    keys_status: Mutex<u16>,
+    /// securetoken: the subject of refreshed ID tokens, instead of the refresh token's own.
+    refresh_subject: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -41,6 +45,8 @@ impl FakeFirebase {
             base: base.clone(),
             pending: Mutex::new(HashMap::new()),
             key_fetches: Mutex::new(0),
+            keys_status: Mutex::new(200),
+            refresh_subject: Mutex::new(None),
         });
         let app = Router::new()
             .route("/identitytoolkit.googleapis.com/v1/{method}", post(toolkit))
@@ -71,6 +77,16 @@ impl FakeFirebase {
     pub fn forged_token(&self, sub: &str) -> String {
         let other = RsaSigner::generate(self.shared.signer.kid()).unwrap();
         other.sign(&claims(sub, "password")).unwrap()
+    }
+
+    /// Makes the key set answer `status` (a failing Google key service).
+    pub fn keys_answer(&self, status: u16) {
+        *self.shared.keys_status.lock().unwrap() = status;
+    }
+
+    /// Makes securetoken answer refreshes with ID tokens for `sub` (someone else's).
+    pub fn refresh_as(&self, sub: &str) {
+        *self.shared.refresh_subject.lock().unwrap() = Some(sub.to_string());
     }
 
     pub fn key_fetches(&self) -> u32 {
@@ -179,7 +195,11 @@ async fn securetoken(
     else {
         return error("INVALID_REFRESH_TOKEN");
     };
-    let token = s.signer.sign(&claims(sub, "password")).unwrap();
+    let as_sub = s.refresh_subject.lock().unwrap().clone();
+    let token = s
+        .signer
+        .sign(&claims(as_sub.as_deref().unwrap_or(sub), "password"))
+        .unwrap();
     // securetoken answers in snake_case with expires_in as a string.
     Json(json!({"access_token": token, "expires_in": "3600", "token_type": "Bearer", "refresh_token": format!("refresh-{sub}"),
         "id_token": token, "user_id": sub, "project_id": "123456"}))
@@ -188,6 +208,10 @@ async fn securetoken(
 
 async fn keys(State(s): State<Arc<Shared>>) -> Response {
     *s.key_fetches.lock().unwrap() += 1;
+    let status = *s.keys_status.lock().unwrap();
+    if status != 200 {
+        return StatusCode::from_u16(status).unwrap().into_response();
+    }
     (
         [(
             header::CACHE_CONTROL,

@@ -36,6 +36,28 @@ pub enum SignWith {
 }
 
 pub type Tamper = Arc<dyn Fn(&mut Value, &mut Value) + Send + Sync>;
+pub type DocumentEdit = Arc<dyn Fn(&mut Value) + Send + Sync>;
+
+/// An ID token in refresh answers (OpenID Connect Core §12.2): signed as `sign_with` says, its
+/// claims (`sub`, `aud`, …, and `"refreshed": true`) edited by `tamper`.
+#[derive(Clone)]
+pub struct RefreshIdToken {
+    pub sign_with: SignWith,
+    pub tamper: Option<Tamper>,
+}
+
+/// Where the fake publishes its revocation endpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Revocation {
+    /// In OpenID Connect discovery (the generic flavour's default).
+    Discovery,
+    /// Only in RFC 8414 metadata, at §3.1's URL (well-known segment before the issuer's path).
+    Rfc8414Only,
+    /// Only in RFC 8414 metadata whose `issuer` is someone else's.
+    Rfc8414ForAnotherIssuer,
+    /// Nowhere.
+    Nowhere,
+}
 
 /// Whose quirks the fake reproduces.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -69,6 +91,12 @@ pub struct Behaviour {
     pub refresh_status: u16,
     /// Refresh grant: refuse with this OAuth error (e.g. invalid_grant).
     pub refresh_error: Option<&'static str>,
+    /// Refresh grant: send an ID token too.
+    pub refresh_id_token: Option<RefreshIdToken>,
+    /// Where the revocation endpoint is published (generic flavour: discovery by default).
+    pub revocation: Revocation,
+    /// Edits the discovery document (to break it).
+    pub discovery_edit: Option<DocumentEdit>,
 }
 
 impl Default for Behaviour {
@@ -83,6 +111,9 @@ impl Default for Behaviour {
             rotate: true,
             refresh_status: 200,
             refresh_error: None,
+            refresh_id_token: None,
+            revocation: Revocation::Discovery,
+            discovery_edit: None,
         }
     }
 }
@@ -109,6 +140,10 @@ struct Shared {
     refresh_calls: Mutex<u32>,
     reuse_detected: Mutex<bool>,
     pub token_calls: Mutex<u32>,
+    /// Paths of RFC 8414 metadata requests.
+    metadata_requests: Mutex<Vec<String>>,
+    /// Revocation requests: (token, token_type_hint).
+    revocations: Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Clone)]
@@ -120,6 +155,8 @@ pub struct FakeOp {
 }
 
 struct Layout {
+    /// The issuer's path ("" at the root).
+    issuer_path: String,
     revoke: String,
     discovery: String,
     authorize: String,
@@ -131,6 +168,10 @@ struct Layout {
 impl Flavor {
     fn layout(self) -> Layout {
         let l = |d: &str, a: &str, t: &str, j: &str, u: &str| Layout {
+            issuer_path: match self {
+                Flavor::Cognito => format!("/{COGNITO_POOL}"),
+                _ => String::new(),
+            },
             discovery: d.into(),
             authorize: a.into(),
             token: t.into(),
@@ -197,6 +238,8 @@ impl FakeOp {
             revoked_families: Mutex::new(Vec::new()),
             refresh_calls: Mutex::new(0),
             reuse_detected: Mutex::new(false),
+            metadata_requests: Mutex::new(Vec::new()),
+            revocations: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route(&layout.discovery, get(discovery))
@@ -205,7 +248,27 @@ impl FakeOp {
             .route(&layout.token, post(token))
             .route(&layout.userinfo, get(userinfo))
             .route(&layout.revoke, post(revoke))
-            .with_state(shared.clone());
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(authorization_server_metadata),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server/{*rest}",
+                get(authorization_server_metadata),
+            );
+        // An issuer with a path: also where the OpenID Connect style would look (and find nothing).
+        let app = if layout.issuer_path.is_empty() {
+            app
+        } else {
+            app.route(
+                &format!(
+                    "{}/.well-known/oauth-authorization-server",
+                    layout.issuer_path
+                ),
+                get(authorization_server_metadata),
+            )
+        }
+        .with_state(shared.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -293,13 +356,65 @@ impl FakeOp {
     pub fn token_calls(&self) -> u32 {
         *self.shared.token_calls.lock().unwrap()
     }
+
+    /// The paths at which RFC 8414 metadata was asked for.
+    pub fn metadata_requests(&self) -> Vec<String> {
+        self.shared.metadata_requests.lock().unwrap().clone()
+    }
+
+    /// Every accepted revocation: (token, token_type_hint).
+    pub fn revocations(&self) -> Vec<(String, String)> {
+        self.shared.revocations.lock().unwrap().clone()
+    }
+}
+
+/// RFC 8414 metadata: served (at §3.1's URL only) when the behaviour says so.
+async fn authorization_server_metadata(
+    State(s): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+) -> Response {
+    s.metadata_requests
+        .lock()
+        .unwrap()
+        .push(uri.path().to_string());
+    let layout = s.flavor.layout();
+    let expected = format!(
+        "/.well-known/oauth-authorization-server{}",
+        url::Url::parse(&s.issuer)
+            .unwrap()
+            .path()
+            .trim_end_matches('/')
+    );
+    let issuer = match s.behaviour.lock().unwrap().revocation {
+        Revocation::Rfc8414Only => s.issuer.clone(),
+        Revocation::Rfc8414ForAnotherIssuer => "https://someone-else.example".to_string(),
+        Revocation::Discovery | Revocation::Nowhere => {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+    };
+    if uri.path() != expected {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let b = &s.base;
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{b}{}", layout.authorize),
+        "token_endpoint": format!("{b}{}", layout.token),
+        "jwks_uri": format!("{b}{}", layout.jwks),
+        "response_types_supported": ["code"],
+        "revocation_endpoint": format!("{b}{}", layout.revoke),
+    }))
+    .into_response()
 }
 
 async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
-    let advertise = s.behaviour.lock().unwrap().advertise_iss;
+    let behaviour = s.behaviour.lock().unwrap().clone();
+    let advertise = behaviour.advertise_iss;
     let layout = s.flavor.layout();
     let b = &s.base;
-    Json(json!({
+    let revocation_in_discovery =
+        s.flavor == Flavor::Generic && behaviour.revocation == Revocation::Discovery;
+    let mut doc = json!({
         "issuer": s.issuer,
         "authorization_endpoint": format!("{b}{}", layout.authorize),
         "token_endpoint": format!("{b}{}", layout.token),
@@ -310,11 +425,15 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         "authorization_response_iss_parameter_supported": advertise,
-        "revocation_endpoint": if s.flavor == Flavor::Generic { json!(format!("{b}{}", layout.revoke)) } else { Value::Null },
+        "revocation_endpoint": if revocation_in_discovery { json!(format!("{b}{}", layout.revoke)) } else { Value::Null },
         "end_session_endpoint": if s.flavor == Flavor::Generic { json!(format!("{b}/logout")) } else { Value::Null },
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
-    }))
+    });
+    if let Some(edit) = &behaviour.discovery_edit {
+        edit(&mut doc);
+    }
+    Json(doc)
 }
 
 async fn jwks(State(s): State<Arc<Shared>>) -> Json<Value> {
@@ -421,12 +540,28 @@ async fn token(
             claims["cognito:username"] = json!(b.subject);
         }
     }
+    let id_token = sign_id_token(s.as_ref(), b.sign_with, b.tamper.as_ref(), claims);
+    let refresh_token = format!("rt-{}", oidc_broker::crypto::random_token(8));
+    let family = s.refresh_tokens.lock().unwrap().len() as u32 + 1;
+    s.refresh_tokens
+        .lock()
+        .unwrap()
+        .insert(refresh_token.clone(), (family, false));
+    Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token, "refresh_token": refresh_token})).into_response()
+}
+
+fn sign_id_token(
+    s: &Shared,
+    sign_with: SignWith,
+    tamper: Option<&Tamper>,
+    mut claims: Value,
+) -> String {
     let signer = s.signers.lock().unwrap()[0].clone();
     let mut header = json!({"alg": "RS256", "typ": "JWT", "kid": signer.kid()});
-    if let Some(t) = &b.tamper {
+    if let Some(t) = tamper {
         t(&mut header, &mut claims);
     }
-    let id_token = match b.sign_with {
+    match sign_with {
         SignWith::Published => signer.sign_with_header(&header, &claims).unwrap(),
         SignWith::ForgedUnderPublishedKid => s.outsider.sign_with_header(&header, &claims).unwrap(),
         SignWith::UnknownKey => {
@@ -441,14 +576,7 @@ async fn token(
                 b64url(claims.to_string().as_bytes())
             )
         }
-    };
-    let refresh_token = format!("rt-{}", oidc_broker::crypto::random_token(8));
-    let family = s.refresh_tokens.lock().unwrap().len() as u32 + 1;
-    s.refresh_tokens
-        .lock()
-        .unwrap()
-        .insert(refresh_token.clone(), (family, false));
-    Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token, "refresh_token": refresh_token})).into_response()
+    }
 }
 
 /// The refresh grant, with Auth0's reuse detection: presenting a refresh token that was already
@@ -492,6 +620,13 @@ fn refresh_grant(s: &Shared, presented: String) -> Response {
         tokens.insert(next.clone(), (family, false));
         answer["refresh_token"] = json!(next);
     }
+    if let Some(r) = &b.refresh_id_token {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({
+            "iss": s.issuer, "sub": b.subject, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "refreshed": true,
+        });
+        answer["id_token"] = json!(sign_id_token(s, r.sign_with, r.tamper.as_ref(), claims));
+    }
     Json(answer).into_response()
 }
 
@@ -523,6 +658,10 @@ async fn revoke(
     }
     if let Some(t) = f.get("token") {
         s.revoked.lock().unwrap().push(t.clone());
+        s.revocations.lock().unwrap().push((
+            t.clone(),
+            f.get("token_type_hint").cloned().unwrap_or_default(),
+        ));
     }
     StatusCode::OK.into_response()
 }

@@ -212,13 +212,37 @@ async fn handoff_refuses_every_bad_token() {
     ];
     for (what, token) in cases {
         let res = handoff(&app, &token).await;
-        assert_eq!(res.status(), 502, "{what}");
-        assert_eq!(json(res).await["error"], "invalid_id_token", "{what}");
+        // The caller's token is wrong, the provider is fine: 401, never a 502 that reads as an outage.
+        assert_eq!(res.status(), 401, "{what}");
+        let body = json(res).await;
+        assert_eq!(body["error"], "invalid_id_token", "{what}");
+        assert!(body["message"].as_str().is_some(), "{what}: {body}");
+        assert!(body["correlation_id"].as_str().is_some(), "{what}: {body}");
     }
     assert_eq!(
         app.me().await.status(),
         401,
         "no refused token made a session"
+    );
+}
+
+#[tokio::test]
+async fn handoff_answers_502_when_firebase_fails_not_401() {
+    let fake = FakeFirebase::start().await;
+    let app = app_without_emulator(&fake).await;
+    fake.keys_answer(500);
+    let res = handoff(&app, &fake.id_token("ada", |_| {})).await;
+    assert_eq!(
+        res.status(),
+        502,
+        "Google's key service failed: an outage, not the caller"
+    );
+    assert_eq!(json(res).await["error"], "provider_error");
+    fake.keys_answer(200);
+    assert_eq!(
+        handoff(&app, &fake.id_token("ada", |_| {})).await.status(),
+        200,
+        "the same kind of token is fine once Firebase answers"
     );
 }
 
@@ -288,4 +312,46 @@ async fn securetoken_refresh_reads_string_expires_in() {
     assert_eq!(claims["sub"], "ada");
     let err = client.refresh("bogus").await.unwrap_err();
     assert_eq!(err.code, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_firebase_refresh_whose_id_token_names_another_user_is_not_taken() {
+    let fake = FakeFirebase::start().await;
+    let app = spawn(
+        Spawn::providers(fake.provider_toml("fb")).session(
+            "idle_timeout = \"3h\"\nabsolute_lifetime = \"1d\"\nrefresh_margin = \"60s\"\non_refresh_failure = \"end\"",
+        ),
+    )
+    .await;
+    let res = app
+        .browser
+        .post(app.url("/auth/firebase/fb/password"))
+        .header("origin", app.base.clone())
+        .form(&[
+            ("email", "ada@example.test"),
+            ("password", "right-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    fake.refresh_as("mallory");
+    // Firebase ID tokens live an hour; the refresh is due a minute before.
+    app.clock.advance(std::time::Duration::from_secs(3550));
+    let res = app.me().await;
+    assert_eq!(
+        res.status(),
+        401,
+        "Firebase's access token is its ID token: nothing to keep"
+    );
+    let rows = app.state.store.audit_events(None, 100).await.unwrap();
+    let failed = rows
+        .iter()
+        .find(|r| r.event == "refresh.failed")
+        .expect("the refused refresh is audited");
+    assert!(failed.detail.contains("subject (sub)"), "{}", failed.detail);
+    assert!(
+        !rows.iter().any(|r| r.event == "refresh.succeeded"),
+        "mallory's token was never stored"
+    );
 }

@@ -130,3 +130,36 @@ async fn id_token_with_a_malformed_claim_names_the_claim() {
     assert_eq!(body["error"], "invalid_claims", "{body}");
     assert!(body["message"].as_str().unwrap().contains("groups"));
 }
+
+/// The tokens the provider issued for a spent code, once it was revoked (polled: the broker
+/// revokes in the background so the error answer does not wait).
+async fn revoked_after_refusal(setup: impl FnOnce(&FakeOp)) -> Vec<(String, String)> {
+    let fake = FakeOp::start().await;
+    let app = spawn(Spawn::providers(fake.provider_toml("corp"))).await;
+    setup(&fake);
+    let res = fake_login(&app, "provider=corp").await;
+    assert_eq!(res.status(), 502);
+    assert_eq!(json(res).await["error"], "invalid_id_token");
+    for _ in 0..100 {
+        if !fake.revocations().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.me().await.status(), 401, "no session may result");
+    fake.revocations()
+}
+
+#[tokio::test]
+async fn a_refused_id_token_gets_the_refresh_token_issued_with_it_revoked() {
+    for setup in [
+        Box::new(|f: &FakeOp| f.tamper(|_, c| c["nonce"] = json!("not-the-nonce")))
+            as Box<dyn FnOnce(&FakeOp)>,
+        Box::new(|f: &FakeOp| f.behave(|b| b.sign_with = SignWith::ForgedUnderPublishedKid)),
+    ] {
+        let revoked = revoked_after_refusal(setup).await;
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert!(revoked[0].0.starts_with("rt-"), "the refresh token");
+        assert_eq!(revoked[0].1, "refresh_token");
+    }
+}

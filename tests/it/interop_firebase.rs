@@ -171,7 +171,7 @@ async fn firebase_emulator_sign_up_password_login_handoff_refresh_and_forgery() 
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 502, "{what}");
+        assert_eq!(res.status(), 401, "{what}");
         assert_eq!(json(res).await["error"], "invalid_id_token", "{what}");
         assert_eq!(app.me_with(&victim).await.status(), 401, "{what}");
     }

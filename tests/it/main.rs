@@ -23,6 +23,7 @@ mod listener;
 mod login;
 mod logout;
 mod provider_logout;
+mod provider_metadata;
 mod redirects;
 mod refresh;
 mod scale;

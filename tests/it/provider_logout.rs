@@ -270,6 +270,20 @@ async fn backchannel_refuses_another_audience() {
 }
 
 #[tokio::test]
+async fn backchannel_refuses_an_extra_untrusted_audience_as_id_tokens_do() {
+    refused(
+        |_, c| c["aud"] = json!([CLIENT_ID, "someone-else"]),
+        "audiences other than this client (aud)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn backchannel_refuses_a_logout_token_issued_to_another_party() {
+    refused(|_, c| c["azp"] = json!("other-client"), "azp").await;
+}
+
+#[tokio::test]
 async fn backchannel_refuses_an_old_iat() {
     refused(
         |_, c| c["iat"] = json!(c["iat"].as_i64().unwrap() - 3600),

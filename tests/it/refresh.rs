@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::fake_op::{FakeOp, Flavor};
+use serde_json::json;
+
+use crate::fake_op::{FakeOp, Flavor, RefreshIdToken, SignWith};
 use crate::helpers::*;
 use crate::kinds::{auth0_toml, cognito_toml};
 
@@ -169,4 +171,111 @@ async fn cognito_refresh_without_a_new_refresh_token_keeps_the_old_one() {
         "the kept refresh token still works"
     );
     assert_eq!(fake.refresh_calls(), 2);
+}
+
+// ---- ID tokens in refresh answers (OpenID Connect Core §12.2) ------------------------------
+
+/// Signs in at a generic provider (whose logout URL carries `id_token_hint`), lets a refresh run
+/// that answers with `id_token`, and returns the claims of the ID token the logout URL then names.
+async fn hint_after_refresh(id_token: RefreshIdToken) -> (serde_json::Value, TestApp) {
+    let fake = FakeOp::start().await;
+    let app = spawn(Spawn::providers(fake.provider_toml("corp")).session(&session("end"))).await;
+    assert_eq!(fake_login(&app, "provider=corp").await.status(), 303);
+    fake.behave(|b| b.refresh_id_token = Some(id_token));
+    app.clock.advance(DUE);
+    assert_eq!(app.me().await.status(), 200, "the refresh itself succeeds");
+    assert_eq!(fake.refresh_calls(), 1);
+    let res = app
+        .browser
+        .post(app.url("/auth/logout"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    let url = json(res).await["logout_url"].as_str().unwrap().to_string();
+    let hint = query_param(&url, "id_token_hint").expect("an id_token_hint");
+    let payload = oidc_broker::crypto::b64url_decode(hint.split('.').nth(1).unwrap()).unwrap();
+    (serde_json::from_slice(&payload).unwrap(), app)
+}
+
+/// Why the refreshed ID token was refused, as audited.
+async fn refused_reason(app: &TestApp) -> String {
+    let rows = app.state.store.audit_events(None, 100).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.event == "refresh.succeeded")
+        .expect("the refresh is audited");
+    let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap();
+    detail["id_token_refused"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token_refused in {detail}"))
+        .to_string()
+}
+
+fn tampered(edit: impl Fn(&mut serde_json::Value) + Send + Sync + 'static) -> RefreshIdToken {
+    RefreshIdToken {
+        sign_with: SignWith::Published,
+        tamper: Some(std::sync::Arc::new(move |_, c| edit(c))),
+    }
+}
+
+#[tokio::test]
+async fn a_valid_refreshed_id_token_replaces_the_stored_one() {
+    let (claims, app) = hint_after_refresh(RefreshIdToken {
+        sign_with: SignWith::Published,
+        tamper: None,
+    })
+    .await;
+    assert_eq!(claims["refreshed"], true, "{claims}");
+    let rows = app.state.store.audit_events(None, 100).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.event == "refresh.succeeded")
+        .unwrap();
+    assert!(!row.detail.contains("id_token_refused"), "{}", row.detail);
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_for_another_subject_is_not_stored() {
+    let (claims, app) = hint_after_refresh(tampered(|c| c["sub"] = json!("someone-else"))).await;
+    assert_eq!(claims.get("refreshed"), None, "the login's ID token stays");
+    assert_eq!(claims["sub"], "user-1");
+    assert!(refused_reason(&app).await.contains("sub"));
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_with_a_bad_signature_is_not_stored() {
+    let (claims, app) = hint_after_refresh(RefreshIdToken {
+        sign_with: SignWith::ForgedUnderPublishedKid,
+        tamper: None,
+    })
+    .await;
+    assert_eq!(claims.get("refreshed"), None);
+    assert!(refused_reason(&app).await.contains("signature"));
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_for_another_audience_is_not_stored() {
+    let (claims, app) = hint_after_refresh(tampered(|c| c["aud"] = json!("other-client"))).await;
+    assert_eq!(claims.get("refreshed"), None);
+    assert!(refused_reason(&app).await.contains("aud"));
+    let (claims, _) = hint_after_refresh(tampered(|c| {
+        c["aud"] = json!([crate::fake_op::CLIENT_ID, "other-client"])
+    }))
+    .await;
+    assert_eq!(claims.get("refreshed"), None, "an extra untrusted audience");
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_from_another_issuer_or_expired_is_not_stored() {
+    let (claims, _) =
+        hint_after_refresh(tampered(|c| c["iss"] = json!("https://attacker.example"))).await;
+    assert_eq!(claims.get("refreshed"), None);
+    let (claims, app) = hint_after_refresh(tampered(|c| {
+        let now = c["iat"].as_i64().unwrap();
+        c["exp"] = json!(now - 3600);
+    }))
+    .await;
+    assert_eq!(claims.get("refreshed"), None);
+    assert!(refused_reason(&app).await.contains("expired"));
 }
