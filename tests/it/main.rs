@@ -22,6 +22,7 @@ mod linking;
 mod login;
 mod logout;
 mod provider_logout;
+mod proxy_edges;
 mod refresh;
 mod scale;
 mod session;
