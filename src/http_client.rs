@@ -1,5 +1,6 @@
 //! The one outbound HTTP client: no redirects, no environment proxies, timeouts, a response size
-//! cap, and a guard that refuses private, loopback and link-local addresses unless allowed.
+//! cap, and a guard that refuses every non-public address (the IANA special-purpose registries,
+//! IPv4 carried inside IPv6 judged as itself: `public_address`) unless allowed.
 //! Issuer URLs come from configuration and discovery documents, so they are untrusted input.
 
 use std::collections::HashSet;
@@ -8,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+mod public_address;
+pub use public_address::{is_host_loopback, is_public};
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -43,34 +47,14 @@ impl AddressPolicy {
     fn allows(&self, host: &str, ip: IpAddr) -> bool {
         is_public(ip)
             || self.allowed_hosts.contains(host)
-            || (self.allow_loopback && ip.is_loopback())
+            || (self.allow_loopback && is_host_loopback(ip))
     }
-}
 
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)) // 100.64.0.0/10, carrier-grade NAT
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let seg0 = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local
-                || (seg0 & 0xffc0) == 0xfe80) // link local
+    /// A name is refused when any address it resolves to is: the connector may try any of them.
+    fn check_resolved(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), HttpError> {
+        match addrs.iter().find(|a| !self.allows(host, a.ip())) {
+            Some(bad) => Err(HttpError::Refused(format!("{host} ({})", bad.ip()))),
+            None => Ok(()),
         }
     }
 }
@@ -86,12 +70,7 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| !policy.allows(&host, a.ip())) {
-                return Err(
-                    Box::new(HttpError::Refused(format!("{host} ({})", bad.ip())))
-                        as Box<dyn std::error::Error + Send + Sync>,
-                );
-            }
+            policy.check_resolved(&host, &addrs)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -259,28 +238,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_metadata_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
     fn basic_auth_encodes_reserved_characters() {
         assert_eq!(
             basic_auth("a b", "p:w"),
@@ -289,6 +246,101 @@ mod tests {
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "a+b:p%3Aw")
             )
         );
+    }
+
+    #[test]
+    fn a_name_is_refused_when_any_address_it_resolves_to_is_not_public() {
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter()
+                .map(|ip| SocketAddr::new(ip.parse().unwrap(), 443))
+                .collect()
+        };
+        let strict = AddressPolicy::default();
+        assert!(
+            strict
+                .check_resolved("idp.test", &addrs(&["8.8.8.8", "2606:4700::1111"]))
+                .is_ok()
+        );
+        for bad in [
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a00:1::1",
+            "::10.0.0.1",
+            "198.18.0.1",
+            "fec0::1",
+        ] {
+            let err = strict.check_resolved("idp.test", &addrs(&["8.8.8.8", bad]));
+            assert!(matches!(err, Err(HttpError::Refused(_))), "{bad}");
+        }
+        let mut listed = AddressPolicy::default();
+        listed.allowed_hosts.insert("idp.internal".into());
+        assert!(
+            listed
+                .check_resolved("idp.internal", &addrs(&["10.0.0.1"]))
+                .is_ok()
+        );
+        assert!(
+            listed
+                .check_resolved("idp.test", &addrs(&["10.0.0.1"]))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn allowed_loopback_includes_ipv4_mapped_loopback_but_not_translated_loopback() {
+        let dev = AddressPolicy {
+            allow_loopback: true,
+            ..AddressPolicy::default()
+        };
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::ffff:127.1.2.3"] {
+            assert!(dev.allows("h", ip.parse().unwrap()), "{ip}");
+            assert!(
+                !AddressPolicy::default().allows("h", ip.parse().unwrap()),
+                "{ip}"
+            );
+        }
+        // These leave the host (to a NAT64 gateway, a 6to4 or Teredo relay) or mean nothing.
+        for ip in [
+            "64:ff9b::127.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!dev.allows("h", ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ip_literals_carrying_private_ipv4_are_refused_before_any_connection() {
+        let client = HttpClient::new(AddressPolicy::default(), Duration::from_secs(2)).unwrap();
+        for url in [
+            "http://[::ffff:127.0.0.1]:9/",
+            "http://[::ffff:a9fe:a9fe]/latest/meta-data/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/",
+            "http://198.18.0.1/",
+            "http://240.0.0.1/",
+            "http://0x7f.1:9/",
+        ] {
+            let err = client.get(&url.parse().unwrap(), None).await.unwrap_err();
+            assert!(matches!(err, HttpError::Refused(_)), "{url}: {err}");
+        }
+        // With loopback allowed, the mapped form gets through the guard (and finds nothing on
+        // port 9 of this host).
+        let dev = HttpClient::new(
+            AddressPolicy {
+                allow_loopback: true,
+                ..AddressPolicy::default()
+            },
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let err = dev
+            .get(&"http://[::ffff:127.0.0.1]:9/".parse().unwrap(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Transport { .. }), "{err}");
     }
 
     #[tokio::test]

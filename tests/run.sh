@@ -9,6 +9,11 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "The interop tests need Node.js 20+ and npm: apt-get install nodejs npm" >&2
   exit 1
 fi
+# The proxy's tests run Python's standard-library WSGI server as an upstream.
+if ! command -v python3 >/dev/null; then
+  echo "The proxy tests need python3: apt-get install python3" >&2
+  exit 1
+fi
 # --ignore-scripts: no package needs its install scripts here (the auth emulator runs without
 # re2's native build), and they would try to download prebuilt binaries.
 npm ci --prefix tests/peers --ignore-scripts --no-audit --no-fund --loglevel=error

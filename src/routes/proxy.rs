@@ -1,7 +1,9 @@
 //! `[routes."/prefix/"]`: a reverse proxy that lets only signed-in callers through to an upstream
-//! and tells it who they are. Incoming `X-Auth-*` headers are always dropped (a caller cannot claim
-//! an identity), the broker's own cookies and the caller's `Authorization` never reach the upstream,
-//! bodies stream both ways, and the upstream's answer — errors included — comes back unchanged.
+//! and tells it who they are. Incoming `X-Auth-*` headers are always dropped, in any spelling a
+//! CGI-style upstream folds together (`X_Auth_User`), so a caller cannot claim an identity; the
+//! broker's own cookies and the caller's `Authorization` never reach the upstream; paths that any
+//! upstream could read as climbing out are refused (`upstream_path`); bodies stream both ways, and
+//! the upstream's answer — errors included — comes back unchanged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,9 @@ use super::{AppState, check_same_site};
 use crate::config::RouteConfig;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::session::CookiePolicy;
+
+mod upstream_path;
+use upstream_path::upstream_url;
 
 /// The client for upstreams. Upstreams come from the operator's config and are usually on a
 /// private network, so unlike the provider client it has no private-address guard; it follows no
@@ -89,6 +94,48 @@ fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
     names
 }
 
+/// A header name as CGI and WSGI upstreams see it (RFC 3875 §4.1.18: `-` becomes `_`, so `_` and
+/// `-` are one character to them, as are upper and lower case). `HeaderName` is already lower case.
+fn folded(name: &HeaderName) -> String {
+    name.as_str().replace('_', "-")
+}
+
+/// Incoming headers (compared folded) that never reach the upstream: the ones the broker sets
+/// itself (identity, forwarding, its JWT), the ones frameworks read the client's address from,
+/// and the caller's own credentials and host. `X_Auth_User` is stripped like `X-Auth-User`:
+/// otherwise a folding upstream would see the caller's value beside, or instead of, the broker's.
+fn reserved(folded: &str) -> bool {
+    const PREFIXES: [&str; 3] = ["x-auth-", "x-forwarded-", "x-original-"];
+    const NAMES: [&str; 11] = [
+        "host",
+        "authorization",
+        "cookie",
+        "forwarded",
+        "x-forwarded",
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+    ];
+    PREFIXES.iter().any(|p| folded.starts_with(p)) || NAMES.contains(&folded)
+}
+
+/// The request headers an upstream may see as they are: neither hop-by-hop nor reserved, in any
+/// spelling. Cookies are added back separately, less the broker's own.
+fn passed_on(incoming: &HeaderMap) -> HeaderMap {
+    let dropped: Vec<String> = hop_by_hop(incoming).iter().map(folded).collect();
+    let mut headers = HeaderMap::new();
+    for (name, value) in incoming {
+        let name_folded = folded(name);
+        if !dropped.contains(&name_folded) && !reserved(&name_folded) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
 /// The request's cookies less the broker's own.
 fn foreign_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<HeaderValue> {
     let kept: Vec<&str> = headers
@@ -108,40 +155,6 @@ fn foreign_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<Header
     HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
-/// The upstream URL for a request path: the path after the prefix, appended to the upstream's
-/// path. A segment that is `.` or `..`, or hides a `/` or `\\`, in any encoding, is refused: it
-/// could climb out of the upstream path the operator configured.
-fn upstream_url(route: &RouteConfig, path: &str, query: Option<&str>) -> Option<url::Url> {
-    let rest = path.strip_prefix(route.prefix.as_str()).unwrap_or("");
-    for segment in rest.split('/') {
-        let decoded = percent_decode(segment)?;
-        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) {
-            return None;
-        }
-    }
-    let mut url = route.upstream.clone();
-    let base = url.path().trim_end_matches('/').to_string();
-    url.set_path(&format!("{base}/{rest}"));
-    url.set_query(query);
-    url.path().starts_with(&format!("{base}/")).then_some(url)
-}
-
-/// `%XX` decoding, repeated until stable (a double-encoded `%252e` is a `.` to some servers).
-fn percent_decode(s: &str) -> Option<String> {
-    let mut current = s.to_string();
-    for _ in 0..4 {
-        let next =
-            url::form_urlencoded::parse(format!("x={}", current.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())?;
-        if next == current {
-            return Some(current);
-        }
-        current = next;
-    }
-    None
-}
-
 async fn forward(
     state: AppState,
     route: Arc<RouteConfig>,
@@ -159,26 +172,12 @@ async fn forward(
     let url = upstream_url(&route, parts.uri.path(), parts.uri.query()).ok_or_else(|| {
         AppError::bad_request(
             "invalid_path",
-            "This address has path segments that cannot be forwarded (such as `..`).",
+            "This address has path segments that cannot be forwarded (such as `..`, `..;`, an \
+             empty segment, a control character or invalid UTF-8).",
         )
     })?;
 
-    let dropped = hop_by_hop(&parts.headers);
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        let stripped = dropped.contains(name)
-            || name == header::HOST
-            || name == header::AUTHORIZATION
-            || name == header::COOKIE
-            || name.as_str().starts_with("x-auth-")
-            || name.as_str().starts_with("x-forwarded-")
-            || name.as_str().starts_with("x-original-")
-            || name == "forwarded"
-            || name == "x-real-ip";
-        if !stripped {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut headers = passed_on(&parts.headers);
     if let Some(c) = foreign_cookies(&parts.headers, &state.cookies) {
         headers.insert(header::COOKIE, c);
     }
@@ -250,52 +249,87 @@ async fn forward(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::{Strategy, prop, prop_assert, prop_oneof, proptest};
+
     use super::*;
 
-    fn route(upstream: &str) -> RouteConfig {
-        RouteConfig {
-            prefix: "/api/".into(),
-            upstream: url::Url::parse(upstream).unwrap(),
-            identity_headers: true,
-            jwt: false,
-            audience: "http://127.0.0.1:9000/".into(),
-            timeout: Duration::from_secs(5),
+    fn headers(names: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for name in names {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
         }
+        h
     }
 
     #[test]
-    fn the_path_after_the_prefix_joins_the_upstream_path() {
-        let r = route("http://127.0.0.1:9000/v1/");
-        assert_eq!(
-            upstream_url(&r, "/api/items/7", Some("a=1"))
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:9000/v1/items/7?a=1"
-        );
-        let r = route("http://127.0.0.1:9000");
-        assert_eq!(
-            upstream_url(&r, "/api/", None).unwrap().as_str(),
-            "http://127.0.0.1:9000/"
-        );
+    fn reserved_headers_are_dropped_whether_written_with_dashes_or_underscores() {
+        let incoming = headers(&[
+            "X-Auth-User",
+            "X_Auth_User",
+            "x_auth-groups",
+            "X_FORWARDED_HOST",
+            "X-Forwarded_For",
+            "X_Real_IP",
+            "True_Client_IP",
+            "CF_Connecting_IP",
+            "X_Original_URI",
+            "Forwarded",
+            "Authorization",
+            "Host",
+            "Cookie",
+            "Transfer_Encoding",
+            "Proxy_Authorization",
+            "Keep_Alive",
+            "Connection",
+            "X_Custom_Hop",
+            "Accept",
+            "X_Request_ID",
+            "X-Authority",
+        ]);
+        let mut incoming = incoming;
+        incoming.insert(header::CONNECTION, HeaderValue::from_static("x-custom-hop"));
+        let kept = passed_on(&incoming);
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "x-authority", "x_request_id"]);
     }
 
-    #[test]
-    fn paths_that_climb_out_of_the_upstream_path_are_refused() {
-        let r = route("http://127.0.0.1:9000/v1/");
-        for path in [
-            "/api/../admin",
-            "/api/%2e%2e/admin",
-            "/api/%2E%2e/admin",
-            "/api/.%2e/admin",
-            "/api/%252e%252e/admin",
-            "/api/a/%2f/b",
-            "/api/a%2Fb",
-            "/api/a%5c..%5cb",
-            "/api/./x",
-        ] {
-            assert!(upstream_url(&r, path, None).is_none(), "{path}");
+    /// Every spelling of `name` a folding upstream reads as the same header.
+    fn respelled(name: &'static str) -> impl Strategy<Value = String> {
+        prop::collection::vec((proptest::bool::ANY, proptest::bool::ANY), name.len()).prop_map(
+            move |flips| {
+                name.chars()
+                    .zip(flips)
+                    .map(|(c, (upper, underscore))| match c {
+                        '-' if underscore => '_',
+                        c if upper => c.to_ascii_uppercase(),
+                        c => c,
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn no_spelling_of_a_reserved_header_reaches_the_upstream(
+            spelled in prop_oneof![
+                respelled("x-auth-user"),
+                respelled("x-auth-groups"),
+                respelled("x-forwarded-for"),
+                respelled("x-forwarded-host"),
+                respelled("x-real-ip"),
+                respelled("true-client-ip"),
+                respelled("x-original-url"),
+                respelled("proxy-authorization"),
+                respelled("transfer-encoding"),
+            ],
+        ) {
+            prop_assert!(passed_on(&headers(&[&spelled])).is_empty(), "{}", spelled);
         }
-        assert!(upstream_url(&r, "/api/a.b/..c/%20", None).is_some());
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod login;
 mod logout;
 mod provider_logout;
 mod provider_metadata;
+mod proxy_edges;
 mod redirects;
 mod refresh;
 mod scale;
