@@ -92,7 +92,7 @@ impl RedirectPolicy<'_> {
         }
         let origin = origin.ascii_serialization();
         origin == self.public_url.origin().ascii_serialization()
-            || self.allowed_origins.iter().any(|o| *o == origin)
+            || self.allowed_origins.contains(&origin)
     }
 }
 

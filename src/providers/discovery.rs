@@ -3,14 +3,42 @@
 //! failure names the URL and the missing or malformed field; and, for the endpoints discovery
 //! leaves out, OAuth 2.0 Authorization Server Metadata (RFC 8414).
 
-use openidconnect::JsonWebKeySet;
-use openidconnect::core::CoreJsonWebKey;
-use serde::Deserialize;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{AdditionalProviderMetadata, JsonWebKeySet, ProviderMetadata};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::oidc::Metadata;
 use crate::http_client::HttpClient;
+
+/// Discovery fields the core metadata type does not model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtraMetadata {
+    pub end_session_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Url>,
+    /// RFC 9207 §3: when true, a response without `iss` is refused.
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+}
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+pub type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 /// At most this much of a parse error is repeated (it can quote the document).
 const MAX_DETAIL: usize = 240;

@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGenderClaim,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreSubjectIdentifierType,
+    CoreClientAuthMethod, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AdditionalClaims, AdditionalProviderMetadata, ClaimsVerificationError, ClientId, IdToken,
-    IdTokenVerifier, IssuerUrl, Nonce, ProviderMetadata, SignatureVerificationError,
+    AdditionalClaims, ClaimsVerificationError, ClientId, IdToken, IdTokenVerifier, IssuerUrl,
+    Nonce, SignatureVerificationError,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -24,6 +22,8 @@ use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::error::{AppError, safe_code};
 use crate::http_client::HttpClient;
 
+pub use super::discovery::Metadata;
+
 /// Allowed clock difference with providers, for `exp` and `iat`.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// An ID token from a code exchange is minted moments before; older ones are refused.
@@ -31,31 +31,6 @@ const MAX_ID_TOKEN_AGE: Duration = Duration::from_secs(600);
 /// Unknown `kid`s trigger at most one re-discovery per this interval (so forged tokens cannot
 /// make the broker hammer a provider).
 const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Discovery fields the core metadata type does not model.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExtraMetadata {
-    pub end_session_endpoint: Option<Url>,
-    pub revocation_endpoint: Option<Url>,
-    /// RFC 9207 §3: when true, a response without `iss` is refused.
-    pub authorization_response_iss_parameter_supported: Option<bool>,
-}
-impl AdditionalProviderMetadata for ExtraMetadata {}
-
-pub type Metadata = ProviderMetadata<
-    ExtraMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
 
 /// Every claim, kept as JSON so mapping works the same for every kind.
 #[derive(Debug, Clone, Serialize, Deserialize)]
