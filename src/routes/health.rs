@@ -51,6 +51,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Value::from(if ok { "ok" } else { "unreachable" }),
         );
         if let Some(e) = check.error {
+            tracing::warn!(provider = %p.id, error = %e, "provider not ready");
             provider_errors.insert(p.id.clone(), Value::from(e));
         }
         if !check.warnings.is_empty() {
@@ -68,8 +69,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "store": if store_ok { "ok" } else { "unreachable" },
         "sessions": if sessions_ok { "ok" } else { "unreachable" },
         "providers": providers,
-        "provider_errors": provider_errors,
         "warnings": warnings,
     });
+    // The reasons name URLs, addresses they resolved to and words of the provider's answer: the
+    // log has them always; this unauthenticated page only while developing.
+    let mut body = body;
+    if state.config.server.environment == crate::config::Environment::Development {
+        body["provider_errors"] = Value::Object(provider_errors);
+    }
     (status, Json(body))
 }
