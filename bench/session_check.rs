@@ -198,7 +198,7 @@ fn sqlite_bytes_per_session(dir: &std::path::Path) -> u64 {
         .unwrap();
     let index: i64 = conn
         .query_row(
-            "SELECT SUM(length(handle) + length(session_id) + length(user_id) + length(provider) + length(subject) \
+            "SELECT SUM(length(handle) + length(session_key) + length(user_id) + length(provider) + length(subject) \
              + coalesce(length(provider_sid), 0) + coalesce(length(tokens), 0) + 32) / COUNT(*) FROM session_index",
             [],
             |r| r.get(0),

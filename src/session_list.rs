@@ -5,13 +5,13 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tower_sessions::session::Id;
-use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::session_store;
 
 use crate::config::SessionConfig;
 use crate::error::AppError;
 use crate::session::{RECORD_KEY, SessionRecord, rfc3339};
 use crate::store::devices::SessionDevice;
+use crate::store::sessions::SessionBackend;
 use crate::store::{IndexedSession, Store};
 
 /// A live session with where it was signed in from.
@@ -76,9 +76,9 @@ impl From<ListError> for AppError {
 }
 
 /// The user's live sessions, newest first.
-pub async fn live_sessions<S: SessionStore>(
+pub async fn live_sessions(
     store: &Store,
-    sessions: &S,
+    sessions: &SessionBackend,
     policy: &SessionConfig,
     now: OffsetDateTime,
     user_id: &str,
@@ -87,11 +87,8 @@ pub async fn live_sessions<S: SessionStore>(
     let mut devices = store.session_devices(user_id).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let Ok(id) = row.session_id.parse::<Id>() else {
-            continue;
-        };
         let record = sessions
-            .load(&id)
+            .load_key(&row.session_key)
             .await?
             .and_then(|r| r.data.get(RECORD_KEY).cloned())
             .and_then(|v| match v {

@@ -2,11 +2,8 @@
 //! `Authorization: Bearer`. Both end in the same live-session check, so revoking a session stops
 //! both at their next request.
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, header};
 use tower_sessions::Session;
-use tower_sessions::session::Id;
 
 use super::AppState;
 use crate::error::{AppError, AppResult};
@@ -129,14 +126,7 @@ pub async fn session_by_handle(state: &AppState, handle: &str) -> AppResult<Opti
     let Some(row) = state.store.indexed_session(handle).await? else {
         return Ok(None);
     };
-    let Ok(id) = row.session_id.parse::<Id>() else {
-        return Ok(None);
-    };
-    Ok(Some(Session::new(
-        Some(id),
-        Arc::new(state.sessions.clone()),
-        None,
-    )))
+    Ok(Some(state.sessions.open_by_key(row.session_key)))
 }
 
 /// Saves a session opened by [`session_by_handle`] if this request changed it and it still exists

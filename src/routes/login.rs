@@ -553,7 +553,7 @@ pub async fn finish_login(
     }
     let row = IndexedSession {
         handle: record.handle.clone(),
-        session_id: session_id.to_string(),
+        session_key: crate::store::SessionKey::of(&session_id),
         user_id: record.user.id.clone(),
         provider: provider.id.clone(),
         subject,

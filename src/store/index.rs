@@ -3,13 +3,14 @@
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::Store;
+use super::{SessionKey, Store};
 
 /// A row of the session index.
 #[derive(Debug, Clone)]
 pub struct IndexedSession {
     pub handle: String,
-    pub session_id: String,
+    /// The session's key in the session store (SHA-256 of its id; the id itself is not kept).
+    pub session_key: SessionKey,
     pub user_id: String,
     pub provider: String,
     pub subject: String,
@@ -24,7 +25,7 @@ pub struct IndexedSession {
 fn from_row(r: &sqlx::any::AnyRow) -> Result<IndexedSession, sqlx::Error> {
     Ok(IndexedSession {
         handle: r.try_get("handle")?,
-        session_id: r.try_get("session_id")?,
+        session_key: SessionKey::from_stored(r.try_get("session_key")?),
         user_id: r.try_get("user_id")?,
         provider: r.try_get("provider")?,
         subject: r.try_get("subject")?,
@@ -39,11 +40,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<IndexedSession, sqlx::Error> {
 impl Store {
     pub async fn index_session(&self, s: &IndexedSession) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO session_index (handle, session_id, user_id, provider, subject, provider_sid, created_at, expires_at, tokens, access_expires_at)
+            "INSERT INTO session_index (handle, session_key, user_id, provider, subject, provider_sid, created_at, expires_at, tokens, access_expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.handle)
-        .bind(&s.session_id)
+        .bind(s.session_key.as_str())
         .bind(&s.user_id)
         .bind(&s.provider)
         .bind(&s.subject)

@@ -15,8 +15,6 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Executor};
 use time::OffsetDateTime;
-use tower_sessions::session::Id;
-use tower_sessions::session_store::SessionStore;
 
 use crate::config::{Config, SessionStoreConfig};
 use crate::crypto;
@@ -24,8 +22,10 @@ use crate::crypto;
 mod audit;
 pub mod devices;
 mod frontend;
+mod hashed_ids;
 mod index;
 mod record_cache;
+pub mod session_key;
 pub mod sessions;
 mod sqlite_cache;
 mod users;
@@ -33,6 +33,7 @@ mod users;
 pub use audit::AuditRow;
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
+pub use session_key::SessionKey;
 use sessions::{PgSessions, RedisSessions, SessionBackend, SqliteSessions};
 pub use users::{LinkOutcome, LinkedIdentity, UnlinkError, UserSummary};
 
@@ -61,11 +62,19 @@ impl Backends {
         sqlx::any::install_default_drivers();
         let url = config.store.url.as_str();
         let schema = config.store.schema.as_deref();
-        let (pool, sql_sessions) = if url.starts_with("sqlite:") {
+        let sqlite = url.starts_with("sqlite:");
+        let (pool, sql_sessions) = if sqlite {
             open_sqlite(url).await?
         } else {
             open_postgres(url, schema).await?
         };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let moved = hashed_ids::upgrade_sql(&pool, sqlite, now)
+            .await
+            .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
+        if moved > 0 {
+            tracing::info!(moved, "session rows moved from clear ids to hashed keys");
+        }
         let sessions = match &config.sessions {
             Some(SessionStoreConfig {
                 url,
@@ -97,12 +106,10 @@ pub async fn end_session(
     sessions: &SessionBackend,
     row: &IndexedSession,
 ) -> Result<(), EndSessionError> {
-    if let Ok(id) = row.session_id.parse::<Id>() {
-        sessions
-            .delete(&id)
-            .await
-            .map_err(|e| EndSessionError::Sessions(e.to_string()))?;
-    }
+    sessions
+        .delete_key(&row.session_key)
+        .await
+        .map_err(|e| EndSessionError::Sessions(e.to_string()))?;
     store.end_session(row).await?;
     Ok(())
 }

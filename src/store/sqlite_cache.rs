@@ -20,9 +20,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::session_key::SessionKey;
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
-use tower_sessions::session::Id;
 
 /// The WAL-index header, as read.
 pub type WalVersion = [u8; HEADER];
@@ -88,7 +88,7 @@ impl WalWatch {
 /// Stored bytes of records, each with the database version it was read at or after.
 #[derive(Default)]
 pub struct VersionedCache {
-    entries: Mutex<HashMap<Id, (Bytes, WalVersion)>>,
+    entries: Mutex<HashMap<SessionKey, (Bytes, WalVersion)>>,
 }
 
 impl std::fmt::Debug for VersionedCache {
@@ -101,26 +101,26 @@ impl std::fmt::Debug for VersionedCache {
 
 impl VersionedCache {
     /// The record's bytes if they were read at `now` (nothing was committed since).
-    pub fn get(&self, id: &Id, now: &WalVersion) -> Option<Bytes> {
+    pub fn get(&self, key: &SessionKey, now: &WalVersion) -> Option<Bytes> {
         let entries = self.entries.lock().ok()?;
-        let (data, at) = entries.get(id)?;
+        let (data, at) = entries.get(key)?;
         (at == now).then(|| data.clone())
     }
 
     /// `read_at` must have been taken before the read that produced `data` started.
-    pub fn put(&self, id: Id, data: Bytes, read_at: WalVersion) {
+    pub fn put(&self, key: SessionKey, data: Bytes, read_at: WalVersion) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(id, (data, read_at));
+            entries.insert(key, (data, read_at));
         }
     }
 
-    /// Forgets `id` (it has no row, or the row could not be read).
-    pub fn remove(&self, id: &Id) {
+    /// Forgets `key` (it has no row, or the row could not be read).
+    pub fn remove(&self, key: &SessionKey) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(id);
+            entries.remove(key);
         }
     }
 
@@ -181,9 +181,9 @@ mod tests {
     #[test]
     fn an_entry_answers_only_at_its_version() {
         let c = VersionedCache::default();
-        let id = Id::default();
+        let id = SessionKey::of(&tower_sessions::session::Id::default());
         let (v1, v2) = ([1u8; HEADER], [2u8; HEADER]);
-        c.put(id, Bytes::from_static(b"r"), v1);
+        c.put(id.clone(), Bytes::from_static(b"r"), v1);
         assert_eq!(c.get(&id, &v1).as_deref(), Some(&b"r"[..]));
         assert_eq!(c.get(&id, &v2), None);
         c.remove(&id);

@@ -202,6 +202,18 @@ pub async fn spawn(opts: Spawn) -> TestApp {
 
 /// [`spawn`] on a listener the test bound (when a peer must know the broker's URL first).
 pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp {
+    try_spawn_on(listener, opts)
+        .await
+        .unwrap_or_else(|e| panic!("the broker did not start on {:?}: {e}", backend()))
+}
+
+/// [`spawn`], with a broker that does not start being an error rather than a panic.
+pub async fn try_spawn(opts: Spawn) -> Result<TestApp, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    try_spawn_on(listener, opts).await
+}
+
+async fn try_spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> Result<TestApp, String> {
     // Quiet unless asked: BROKER_TEST_LOG=debug shows what the broker logs.
     if let Ok(filter) = std::env::var("BROKER_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -228,12 +240,12 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
     let clock = Arc::new(ManualClock::default());
     let app = App::build(config, clock.clone())
         .await
-        .unwrap_or_else(|e| panic!("the broker did not start on {:?}: {e}", backend()));
+        .map_err(|e| e.to_string())?;
     let state = app.state().clone();
     let server = tokio::spawn(async move {
         app.run(listener, std::future::pending()).await.unwrap();
     });
-    TestApp {
+    Ok(TestApp {
         base,
         clock,
         browser: browser(),
@@ -241,7 +253,7 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, opts: Spawn) -> TestApp
         state,
         _dir: dir,
         _server: server,
-    }
+    })
 }
 
 impl TestApp {

@@ -29,4 +29,5 @@ mod redirects;
 mod refresh;
 mod scale;
 mod session;
+mod session_keys;
 mod token_mode;

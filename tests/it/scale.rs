@@ -320,7 +320,6 @@ async fn dev_login_at(client: &reqwest::Client, base: &str, user: &str) -> reqwe
 
 #[tokio::test]
 async fn a_request_still_running_when_its_session_is_revoked_cannot_write_it_back() {
-    use tower_sessions::session_store::SessionStore;
     let app = spawn(dev_provider()).await;
     app.dev_login("alice").await;
     let me = json(app.me().await).await;
@@ -332,7 +331,6 @@ async fn a_request_still_running_when_its_session_is_revoked_cannot_write_it_bac
         .await
         .unwrap()
         .unwrap();
-    let id = in_flight.id().unwrap();
     assert!(in_flight.get_value("broker").await.unwrap().is_some());
     in_flight.insert("touched", 1).await.unwrap();
 
@@ -342,7 +340,8 @@ async fn a_request_still_running_when_its_session_is_revoked_cannot_write_it_bac
 
     // ...finishes, and its save finds nothing to save.
     in_flight.save().await.unwrap();
-    assert!(state.sessions.load(&id).await.unwrap().is_none());
+    let key = &row.session_key;
+    assert!(state.sessions.load_key(key).await.unwrap().is_none());
     assert_eq!(app.me().await.status(), 401);
 }
 
