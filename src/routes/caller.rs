@@ -19,7 +19,7 @@ pub enum Via {
 /// A caller with a live session.
 pub struct Caller {
     pub record: SessionRecord,
-    /// The session as tower-sessions sees it: the request's own for a cookie, one opened by id for
+    /// The session as tower-sessions sees it: the request's own for a cookie, one opened by key for
     /// a bearer token (saved by [`Caller::finish`]).
     pub session: Session,
     pub via: Via,
