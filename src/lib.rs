@@ -17,6 +17,7 @@ pub mod error;
 pub mod http_client;
 pub mod identity;
 pub mod jose;
+pub mod limits;
 pub mod providers;
 pub mod routes;
 pub mod session;
@@ -134,6 +135,7 @@ impl App {
         let upstream =
             routes::proxy::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
         let cors = cors::CorsLayer::new(&config.server.allowed_origins);
+        let limits = limits::Limits::new(&config.limits, clock.clone());
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -146,6 +148,7 @@ impl App {
             sessions: sessions.clone(),
             keys: Default::default(),
             upstream,
+            limits,
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
@@ -210,6 +213,7 @@ impl App {
                 }
                 routes::logout::retry_revocations(&state).await;
                 audit::sweep_expired(&state).await;
+                state.limits.prune();
                 let now = state.clock.now().unix_timestamp();
                 let tokens = &state.config.tokens;
                 let keys_before = tokens::broker_jwt::publish_cutoff(tokens, now);
