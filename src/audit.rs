@@ -284,7 +284,11 @@ mod tests {
     fn only_failures_without_a_user_are_aggregated() {
         assert!(AuditEvent::new(Event::AdminAuthFailed).is_aggregated());
         assert!(AuditEvent::new(Event::RefreshFailed).is_aggregated());
-        assert!(!AuditEvent::new(Event::RefreshFailed).user("u1").is_aggregated());
+        assert!(
+            !AuditEvent::new(Event::RefreshFailed)
+                .user("u1")
+                .is_aggregated()
+        );
         assert!(!AuditEvent::new(Event::LoginSucceeded).is_aggregated());
         assert!(!AuditEvent::new(Event::Logout).is_aggregated());
     }
@@ -304,10 +308,19 @@ mod tests {
         let start = 1_800_000_000 - 1_800_000_000 % FAILURE_WINDOW_SECS;
         let key = e("192.0.2.1").window_key(start, d);
         // Any user agent, any time in the window: the same row.
-        assert_eq!(e("192.0.2.1").window_key(start + FAILURE_WINDOW_SECS - 1, d), key);
+        assert_eq!(
+            e("192.0.2.1").window_key(start + FAILURE_WINDOW_SECS - 1, d),
+            key
+        );
         assert_ne!(e("192.0.2.2").window_key(start, d), key);
-        assert_ne!(e("192.0.2.1").window_key(start + FAILURE_WINDOW_SECS, d), key);
-        assert_ne!(e("192.0.2.1").window_key(start, r#"{"reason":"other"}"#), key);
+        assert_ne!(
+            e("192.0.2.1").window_key(start + FAILURE_WINDOW_SECS, d),
+            key
+        );
+        assert_ne!(
+            e("192.0.2.1").window_key(start, r#"{"reason":"other"}"#),
+            key
+        );
         assert_ne!(e("192.0.2.1").provider("corp").window_key(start, d), key);
     }
 

@@ -332,13 +332,17 @@ mod tests {
     fn an_ipv6_client_is_counted_by_its_64_bit_network() {
         let (l, _) = limits(|c| c.login = parse_rate("2/min").unwrap());
         l.check_client(Group::Login, ip("2001:db8:1:2::1")).unwrap();
-        l.check_client(Group::Login, ip("2001:db8:1:2:ffff::9")).unwrap();
-        l.check_client(Group::Login, ip("2001:db8:1:2::7")).unwrap_err();
+        l.check_client(Group::Login, ip("2001:db8:1:2:ffff::9"))
+            .unwrap();
+        l.check_client(Group::Login, ip("2001:db8:1:2::7"))
+            .unwrap_err();
         l.check_client(Group::Login, ip("2001:db8:1:3::1")).unwrap();
         // An IPv4-mapped address is the IPv4 client.
         l.check_client(Group::Login, ip("198.51.100.1")).unwrap();
-        l.check_client(Group::Login, ip("::ffff:198.51.100.1")).unwrap();
-        l.check_client(Group::Login, ip("198.51.100.1")).unwrap_err();
+        l.check_client(Group::Login, ip("::ffff:198.51.100.1"))
+            .unwrap();
+        l.check_client(Group::Login, ip("198.51.100.1"))
+            .unwrap_err();
     }
 
     #[test]
@@ -374,7 +378,8 @@ mod tests {
         // beyond the one shared key.
         l.check_client(Group::Callback, ip("203.0.113.1")).unwrap();
         l.check_client(Group::Callback, ip("203.0.113.2")).unwrap();
-        l.check_client(Group::Callback, ip("203.0.113.3")).unwrap_err();
+        l.check_client(Group::Callback, ip("203.0.113.3"))
+            .unwrap_err();
         assert_eq!(l.tracked(Group::Callback), 1001);
         // A tracked client keeps its own allowance.
         l.check_client(Group::Callback, ip("10.0.0.5")).unwrap();

@@ -221,11 +221,23 @@ mod tests {
                 burst: 3
             }))
         );
-        assert_eq!(parse_rate("100/h").unwrap().unwrap().interval(), Duration::from_secs(36));
+        assert_eq!(
+            parse_rate("100/h").unwrap().unwrap().interval(),
+            Duration::from_secs(36)
+        );
         assert_eq!(parse_rate("off"), Ok(None));
         for bad in [
-            "", "600", "600/day", "0/min", "-1/min", "x/min", "600/min burst", "600/min burst 0",
-            "600/min fast", "600/min burst 5 6", "2000000/s",
+            "",
+            "600",
+            "600/day",
+            "0/min",
+            "-1/min",
+            "x/min",
+            "600/min burst",
+            "600/min burst 0",
+            "600/min fast",
+            "600/min burst 5 6",
+            "2000000/s",
         ] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
@@ -287,8 +299,8 @@ mod tests {
         let login = err.0.iter().find(|p| p.key == "limits.login").unwrap();
         assert!(login.message.contains("`day`"), "{login}");
         assert!(login.fix.contains("600/min"), "{login}");
-        let err = from_toml_str(&format!("[limits]\nsignup = \"1/s\"\n{DEV}"), Vec::new())
-            .unwrap_err();
+        let err =
+            from_toml_str(&format!("[limits]\nsignup = \"1/s\"\n{DEV}"), Vec::new()).unwrap_err();
         assert!(err.0.iter().any(|p| p.key == "limits"), "{err}");
     }
 }

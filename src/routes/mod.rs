@@ -163,6 +163,9 @@ async fn render_errors(
             let mut out = (status, Html(page)).into_response();
             out.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if let Some(v) = res.headers().get(header::RETRY_AFTER) {
+                out.headers_mut().insert(header::RETRY_AFTER, v.clone());
+            }
             out
         }
         Err(_) => res,

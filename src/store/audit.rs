@@ -122,7 +122,19 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(id, at, event, user_id, session, provider, ip, user_agent, detail, count, last_at)| AuditRow {
+                |(
+                    id,
+                    at,
+                    event,
+                    user_id,
+                    session,
+                    provider,
+                    ip,
+                    user_agent,
+                    detail,
+                    count,
+                    last_at,
+                )| AuditRow {
                     id,
                     at,
                     event,
