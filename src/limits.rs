@@ -385,6 +385,35 @@ mod tests {
         l.check_client(Group::Callback, ip("10.0.0.5")).unwrap();
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_submitted_email_is_one_account_whatever_its_case_and_padding(
+            email in "[a-zA-Z0-9@._+-]{1,64}",
+            pad in " {0,3}",
+            junk in proptest::prelude::any::<String>(),
+        ) {
+            let (l, _) = limits(|c| c.firebase_account = parse_rate("1/min").unwrap());
+            // Anything at all is accepted as a key; it never panics.
+            let _ = l.check_account(&junk);
+            l.check_account(&email).unwrap();
+            let variant = format!("{pad}{}{pad}", email.to_ascii_uppercase());
+            proptest::prop_assert!(l.check_account(&variant).is_err());
+        }
+
+        #[test]
+        fn every_address_of_an_ipv6_64_is_one_client(network in 1u64.., a: u64, b: u64) {
+            let addr = |host: u64| {
+                Some(IpAddr::V6(std::net::Ipv6Addr::from((u128::from(network) << 64) | u128::from(host))))
+            };
+            let (l, _) = limits(|c| c.login = parse_rate("1/min").unwrap());
+            l.check_client(Group::Login, addr(a)).unwrap();
+            proptest::prop_assert!(l.check_client(Group::Login, addr(b)).is_err());
+            let next = network.checked_add(1).unwrap_or(1);
+            let other = (u128::from(next) << 64) | u128::from(a);
+            proptest::prop_assert!(l.check_client(Group::Login, Some(IpAddr::V6(other.into()))).is_ok());
+        }
+    }
+
     #[test]
     fn pruning_forgets_clients_whose_allowance_is_full_again() {
         let (l, clock) = limits(|c| c.token = parse_rate("60/min burst 5").unwrap());
