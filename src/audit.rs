@@ -4,6 +4,12 @@
 //! provider, client address and user agent, and a small JSON `detail` (reason codes, who revoked) —
 //! and never holds a token, a code or a cookie value. A failed write is logged and never fails the
 //! request that caused it.
+//!
+//! Failures of callers who are not signed in (a failed login, a refused broker refresh token, a
+//! wrong admin token: failure events without a user) are aggregated: one row per identical event
+//! from one address per [`FAILURE_WINDOW_SECS`], with a count, written by an upsert on a key of
+//! the window that every instance computes alike. A flood of them adds to a count instead of
+//! adding rows, and logs a line at the first, the tenth, the hundredth… of each window.
 
 use serde_json::{Map, Value};
 
@@ -26,7 +32,13 @@ pub enum Event {
     /// A provider identity was linked to a local user (`detail.via`: `new_user` or `verified_email`).
     IdentityLinked,
     IdentityUnlinked,
+    /// A call to the admin API without the admin token (`detail.reason`: `missing_token`,
+    /// `wrong_token`).
+    AdminAuthFailed,
 }
+
+/// Failures without a user are counted per window of this many seconds.
+pub const FAILURE_WINDOW_SECS: i64 = 600;
 
 impl Event {
     pub fn as_str(self) -> &'static str {
@@ -41,6 +53,7 @@ impl Event {
             Event::FrontchannelLogout => "frontchannel_logout",
             Event::IdentityLinked => "identity.linked",
             Event::IdentityUnlinked => "identity.unlinked",
+            Event::AdminAuthFailed => "admin.auth_failed",
         }
     }
 
@@ -57,7 +70,15 @@ impl Event {
             Event::FrontchannelLogout => "front-channel logout",
             Event::IdentityLinked => "identity linked",
             Event::IdentityUnlinked => "identity unlinked",
+            Event::AdminAuthFailed => "admin authentication failed",
         }
+    }
+
+    fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Event::LoginFailed | Event::RefreshFailed | Event::AdminAuthFailed
+        )
     }
 }
 
@@ -153,11 +174,61 @@ impl AuditEvent {
         self.detail.insert(key.to_string(), value.into());
         self
     }
+
+    /// A failure of a caller who is not signed in: counted per window, not a row each.
+    pub fn is_aggregated(&self) -> bool {
+        self.event.is_failure() && self.user_id.is_none()
+    }
+
+    /// What makes two aggregated events the same row: the window and everything but the time
+    /// and the user agent (which a client can vary at will).
+    fn window_key(&self, at: i64, detail: &str) -> String {
+        let window = at - at.rem_euclid(FAILURE_WINDOW_SECS);
+        let fields = serde_json::json!([
+            window,
+            self.event.as_str(),
+            self.provider,
+            self.ip,
+            self.session,
+            detail
+        ]);
+        crate::crypto::sha256_b64(&fields.to_string())
+    }
 }
 
 /// Writes the event to the store and to the log. Never fails: a store error is logged.
 pub async fn record(store: &Store, at: i64, event: AuditEvent) {
     let detail = Value::Object(event.detail.clone()).to_string();
+    if !event.is_aggregated() {
+        log(&event, &detail, None);
+        if let Err(e) = store.insert_audit(at, &event, &detail).await {
+            tracing::warn!(event = event.event.as_str(), error = %e, "the audit event could not be stored");
+        }
+        return;
+    }
+    match store
+        .count_audit(at, &event, &detail, &event.window_key(at, &detail))
+        .await
+    {
+        Ok(count) if is_power_of_ten(count) => log(&event, &detail, Some(count)),
+        Ok(_) => {}
+        Err(e) => {
+            log(&event, &detail, None);
+            tracing::warn!(event = event.event.as_str(), error = %e, "the audit event could not be stored");
+        }
+    }
+}
+
+/// 1, 10, 100, …
+fn is_power_of_ten(mut n: i64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
+/// The event's log line; `count`: how many times it happened in its window so far.
+fn log(event: &AuditEvent, detail: &str, count: Option<i64>) {
     tracing::info!(
         target: "audit",
         event = event.event.as_str(),
@@ -167,12 +238,10 @@ pub async fn record(store: &Store, at: i64, event: AuditEvent) {
         ip = event.ip.as_deref(),
         user_agent = event.user_agent.as_deref(),
         detail = %detail,
+        count,
         "{}",
         event.event.message()
     );
-    if let Err(e) = store.insert_audit(at, &event, &detail).await {
-        tracing::warn!(event = event.event.as_str(), error = %e, "the audit event could not be stored");
-    }
 }
 
 /// Removes the events older than `[audit] retention` (run by the background sweeper).
@@ -205,8 +274,59 @@ mod tests {
         assert_eq!(e.ip.as_deref(), Some("203.0.113.9"));
         assert_eq!(e.user_agent.as_deref(), Some("curl/8"));
         assert_eq!(
-            Value::Object(e.detail).to_string(),
+            Value::Object(e.detail.clone()).to_string(),
             r#"{"reason":"invalid_state"}"#
         );
+        assert!(e.is_aggregated());
+    }
+
+    #[test]
+    fn only_failures_without_a_user_are_aggregated() {
+        assert!(AuditEvent::new(Event::AdminAuthFailed).is_aggregated());
+        assert!(AuditEvent::new(Event::RefreshFailed).is_aggregated());
+        assert!(
+            !AuditEvent::new(Event::RefreshFailed)
+                .user("u1")
+                .is_aggregated()
+        );
+        assert!(!AuditEvent::new(Event::LoginSucceeded).is_aggregated());
+        assert!(!AuditEvent::new(Event::Logout).is_aggregated());
+    }
+
+    #[test]
+    fn one_window_key_per_event_address_and_window() {
+        let e = |ip: &str| {
+            AuditEvent::new(Event::LoginFailed)
+                .client(&ClientInfo {
+                    ip: Some(ip.into()),
+                    user_agent: Some(crate::crypto::random_hex(4)),
+                    device: String::new(),
+                })
+                .detail("reason", "invalid_state")
+        };
+        let d = r#"{"reason":"invalid_state"}"#;
+        let start = 1_800_000_000 - 1_800_000_000 % FAILURE_WINDOW_SECS;
+        let key = e("192.0.2.1").window_key(start, d);
+        // Any user agent, any time in the window: the same row.
+        assert_eq!(
+            e("192.0.2.1").window_key(start + FAILURE_WINDOW_SECS - 1, d),
+            key
+        );
+        assert_ne!(e("192.0.2.2").window_key(start, d), key);
+        assert_ne!(
+            e("192.0.2.1").window_key(start + FAILURE_WINDOW_SECS, d),
+            key
+        );
+        assert_ne!(
+            e("192.0.2.1").window_key(start, r#"{"reason":"other"}"#),
+            key
+        );
+        assert_ne!(e("192.0.2.1").provider("corp").window_key(start, d), key);
+    }
+
+    #[test]
+    fn powers_of_ten_are_logged() {
+        let logged: Vec<i64> = (1..=1000).filter(|n| is_power_of_ten(*n)).collect();
+        assert_eq!(logged, [1, 10, 100, 1000]);
     }
 }

@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Unauthorized,
     Forbidden,
     NotFound,
+    /// A client went over a `[limits]` rate.
+    TooManyRequests,
     /// The identity provider failed or answered something we refuse.
     Provider,
     /// The store or a provider is unreachable.
@@ -26,6 +28,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Provider => StatusCode::BAD_GATEWAY,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -43,6 +46,8 @@ pub struct AppError {
     /// Logged with the correlation id; never sent.
     pub cause: Option<String>,
     pub login_url: Option<String>,
+    /// Seconds until a refused client may try again (`Retry-After`, RFC 9110 §10.2.3).
+    pub retry_after: Option<u64>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -55,6 +60,7 @@ impl AppError {
             message: message.into(),
             cause: None,
             login_url: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -73,6 +79,16 @@ impl AppError {
             "Your session has ended, or you have not signed in yet. Sign in to continue.",
         );
         e.login_url = Some(login_url);
+        e
+    }
+    /// 429: the client went over a `[limits]` rate; it may try again after `retry_after` seconds.
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            ErrorKind::TooManyRequests,
+            "rate_limited",
+            format!("Too many requests from here. Try again in {retry_after} seconds."),
+        );
+        e.retry_after = Some(retry_after);
         e
     }
     pub fn provider(
@@ -134,6 +150,12 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<crate::limits::Refused> for AppError {
+    fn from(r: crate::limits::Refused) -> Self {
+        AppError::too_many_requests(r.retry_after_secs())
+    }
+}
+
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
         AppError::unavailable("session store", e)
@@ -161,6 +183,10 @@ impl IntoResponse for AppError {
             (Some(cause), false) => {
                 tracing::info!(%correlation_id, code = self.code, %status, cause = %cause, "request refused")
             }
+            // A flood of refusals must not become a flood of log lines: the limiter counts them.
+            (None, _) if self.kind == ErrorKind::TooManyRequests => {
+                tracing::debug!(%correlation_id, code = self.code, %status, "request refused")
+            }
             (None, _) => {
                 tracing::info!(%correlation_id, code = self.code, %status, "request refused")
             }
@@ -174,6 +200,10 @@ impl IntoResponse for AppError {
         let mut res = (status, Json(body.clone())).into_response();
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if body.error == "invalid_token" {
             // RFC 6750 §3.1.
             res.headers_mut().insert(

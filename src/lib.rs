@@ -18,6 +18,7 @@ pub mod http_client;
 pub mod identity;
 pub mod jose;
 pub mod listener;
+pub mod limits;
 pub mod providers;
 pub mod redirect;
 pub mod routes;
@@ -139,6 +140,7 @@ impl App {
         let upstream =
             routes::proxy::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
         let cors = cors::CorsLayer::new(&config.server.allowed_origins);
+        let limits = limits::Limits::new(&config.limits, clock.clone());
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -151,6 +153,7 @@ impl App {
             sessions: sessions.clone(),
             keys: Default::default(),
             upstream,
+            limits,
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
@@ -219,6 +222,7 @@ impl App {
                 }
                 routes::logout::retry_revocations(&state).await;
                 audit::sweep_expired(&state).await;
+                state.limits.prune();
                 let now = state.clock.now().unix_timestamp();
                 let tokens = &state.config.tokens;
                 let keys_before = tokens::broker_jwt::publish_cutoff(tokens, now);

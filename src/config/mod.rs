@@ -10,10 +10,12 @@ use serde::Deserialize;
 use url::Url;
 
 mod frontend;
+mod limits;
 mod operations;
 mod provider;
 
 pub use frontend::{RouteConfig, TokensConfig};
+pub use limits::{LimitsConfig, Rate, parse_rate};
 pub use operations::{AdminConfig, AuditConfig, IdentityConfig, LinkBy};
 pub use provider::{
     ClaimMapping, DevUser, FirebaseSettings, ProviderConfig, ProviderKind, default_dev_users,
@@ -74,6 +76,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub identity: IdentityConfig,
     pub audit: AuditConfig,
+    /// `[limits]`: request rates per client address, logins in flight per browser.
+    pub limits: LimitsConfig,
 }
 
 /// `[keys]`: `current` seals; every key in `ring` opens. Values are base64url 32-byte keys, or
@@ -282,6 +286,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "identity",
     "audit",
+    "limits",
 ];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
@@ -431,6 +436,7 @@ fn problem(
 
 fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config, ConfigError> {
     let ops = operations::take(&mut table, &mut problems);
+    let limits = limits::take(&mut table, &mut problems);
     let server: RawServer = section(&mut table, "server", &mut problems);
     let session: RawSession = section(&mut table, "session", &mut problems);
     let store: RawStore = section(&mut table, "store", &mut problems);
@@ -832,6 +838,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         admin: ops.admin,
         identity: ops.identity,
         audit: ops.audit,
+        limits,
         server: ServerConfig {
             listen,
             public_url,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, caller};
-use crate::audit::{self, AuditEvent, RevokedBy};
+use crate::audit::{self, AuditEvent, Event, RevokedBy};
 use crate::client_info::ClientInfo;
 use crate::crypto;
 use crate::error::{AppError, AppResult, ErrorKind};
@@ -35,13 +35,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
-/// 404 when the admin API is off; 401 (with `WWW-Authenticate`, RFC 6750 §3) without the token.
-async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// 404 when the admin API is off; 401 (with `WWW-Authenticate`, RFC 6750 §3) without the token,
+/// audited (counted per address and window).
+async fn require_admin(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(admin) = &state.config.admin else {
         return AppError::not_found("not_found", "There is nothing here.").into_response();
     };
+    let given = caller::bearer_token(req.headers());
     // Hashed first, so that the comparison takes the same time whatever the lengths.
-    let authorized = caller::bearer_token(req.headers()).is_some_and(|given| {
+    let authorized = given.is_some_and(|given| {
         crypto::constant_time_eq(
             &crypto::sha256_b64(given),
             &crypto::sha256_b64(&admin.token),
@@ -50,6 +57,15 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
     if authorized {
         return next.run(req).await;
     }
+    let reason = if given.is_some() {
+        "wrong_token"
+    } else {
+        "missing_token"
+    };
+    let event = AuditEvent::new(Event::AdminAuthFailed)
+        .client(&client)
+        .detail("reason", reason);
+    audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
     let mut res = AppError::new(
         ErrorKind::Unauthorized,
         "admin_token_required",
@@ -163,6 +179,8 @@ async fn audit_log(
                 "ip": e.ip,
                 "user_agent": e.user_agent,
                 "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+                "count": e.count,
+                "last_at": e.last_at.map(rfc3339),
             })
         })
         .collect();

@@ -92,6 +92,9 @@ async fn password(
     client: ClientInfo,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
+    // Per account as well as per address: guessing one person's password from many addresses
+    // is limited too. Refused before anything is audited or sent to Firebase.
+    state.limits.check_account(&form.email)?;
     let outcome = async {
         check_same_site(&state, &headers)?;
         let provider = find_provider(&state, &provider_id)?;

@@ -194,7 +194,12 @@ async fn store_transaction(state: &AppState, key: &str, tx: &LoginTransaction) -
     let ttl = i64::try_from(state.config.session.login_timeout.as_secs()).unwrap_or(600);
     state
         .store
-        .put_login(key, tx, state.clock.now() + TimeDuration::seconds(ttl))
+        .put_login(
+            key,
+            tx,
+            state.clock.now() + TimeDuration::seconds(ttl),
+            state.config.limits.logins_per_browser,
+        )
         .await?;
     Ok(())
 }

@@ -7,6 +7,7 @@ mod check;
 mod example;
 mod firebase;
 mod health;
+mod limits;
 mod login;
 pub mod logout;
 pub mod me;
@@ -46,6 +47,8 @@ pub struct Inner {
     pub keys: crate::tokens::broker_jwt::BrokerKeys,
     /// The client that talks to `[routes]` upstreams.
     pub upstream: proxy::UpstreamClient,
+    /// `[limits]`: request rates per client.
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Clone)]
@@ -88,17 +91,25 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // What a caller without a session can make the broker write (login transactions, audit rows)
+    // is rate-limited per client; the session check and the proxy are not, and pay nothing for it.
+    let limited = Router::new()
         .merge(login::router())
         .merge(firebase::router())
         .merge(backchannel::router())
+        .merge(token::router())
+        .merge(admin::router(state.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ));
+    Router::new()
+        .merge(limited)
         .merge(me::router())
         .merge(logout::router())
         .merge(health::router())
-        .merge(token::router())
         .merge(check::router())
         .merge(sessions::router())
-        .merge(admin::router(state.clone()))
         .merge(example::router(&state.config.server))
         .merge(proxy::router(&state.config.routes))
         .layer(axum::middleware::from_fn_with_state(
@@ -138,6 +149,7 @@ async fn render_errors(
         StatusCode::UNAUTHORIZED => "You are not signed in",
         StatusCode::FORBIDDEN => "This request was refused",
         StatusCode::NOT_FOUND => "Not found",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
         s if s.is_server_error() => "Sign-in is unavailable",
         _ => "Sign-in could not be completed",
     };
@@ -151,6 +163,9 @@ async fn render_errors(
             let mut out = (status, Html(page)).into_response();
             out.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if let Some(v) = res.headers().get(header::RETRY_AFTER) {
+                out.headers_mut().insert(header::RETRY_AFTER, v.clone());
+            }
             out
         }
         Err(_) => res,

@@ -19,6 +19,10 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     /// A JSON object.
     pub detail: String,
+    /// How many times it happened: more than 1 only for aggregated failures.
+    pub count: i64,
+    /// An aggregated failure: the last time it happened in its window (`at` is the first).
+    pub last_at: Option<i64>,
 }
 
 type Row = (
@@ -31,9 +35,12 @@ type Row = (
     Option<String>,
     Option<String>,
     String,
+    i64,
+    Option<i64>,
 );
 
-const COLUMNS: &str = "id, at, event, user_id, handle, provider, ip, user_agent, detail";
+const COLUMNS: &str =
+    "id, at, event, user_id, handle, provider, ip, user_agent, detail, count, last_at";
 
 impl Store {
     pub async fn insert_audit(
@@ -57,6 +64,34 @@ impl Store {
         .execute(self.pool())
         .await
         .map(|_| ())
+    }
+
+    /// Counts an aggregated event in the row of its window (`window_key`), made by the first one;
+    /// returns the count so far. One statement, so instances sharing the store count together.
+    pub async fn count_audit(
+        &self,
+        at: i64,
+        event: &AuditEvent,
+        detail: &str,
+        window_key: &str,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO audit_events (at, event, user_id, handle, provider, ip, user_agent, detail, count, last_at, window_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $1, $9)
+             ON CONFLICT (window_key) DO UPDATE SET count = audit_events.count + 1, last_at = excluded.last_at
+             RETURNING count",
+        )
+        .bind(at)
+        .bind(event.event.as_str())
+        .bind(&event.user_id)
+        .bind(&event.session)
+        .bind(&event.provider)
+        .bind(&event.ip)
+        .bind(&event.user_agent)
+        .bind(detail)
+        .bind(window_key)
+        .fetch_one(self.pool())
+        .await
     }
 
     /// The newest events first, of one user or of everyone.
@@ -87,7 +122,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(id, at, event, user_id, session, provider, ip, user_agent, detail)| AuditRow {
+                |(
                     id,
                     at,
                     event,
@@ -97,6 +132,20 @@ impl Store {
                     ip,
                     user_agent,
                     detail,
+                    count,
+                    last_at,
+                )| AuditRow {
+                    id,
+                    at,
+                    event,
+                    user_id,
+                    session,
+                    provider,
+                    ip,
+                    user_agent,
+                    detail,
+                    count,
+                    last_at,
                 },
             )
             .collect())

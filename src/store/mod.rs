@@ -270,21 +270,38 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Stores a login transaction; beyond `per_browser` of its browser's (`tx.browser_binding`),
+    /// the oldest of them is removed, in the same transaction.
     pub async fn put_login(
         &self,
         state: &str,
         tx: &LoginTransaction,
         expires_at: OffsetDateTime,
+        per_browser: usize,
     ) -> Result<(), sqlx::Error> {
         let data = serde_json::to_string(tx).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("INSERT INTO login_transactions (state_hash, provider, data, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(crypto::sha256_b64(state))
+        let state_hash = crypto::sha256_b64(state);
+        let mut db = self.pool.begin().await?;
+        sqlx::query("INSERT INTO login_transactions (state_hash, provider, data, expires_at, binding) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&state_hash)
             .bind(&tx.provider)
             .bind(data)
             .bind(expires_at.unix_timestamp())
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+            .bind(&tx.browser_binding)
+            .execute(&mut *db)
+            .await?;
+        // Every transaction has the same lifetime, so the latest to expire are the newest.
+        sqlx::query(
+            "DELETE FROM login_transactions WHERE binding = $1 AND state_hash <> $2 AND state_hash NOT IN (
+                 SELECT state_hash FROM login_transactions WHERE binding = $1 AND state_hash <> $2
+                 ORDER BY expires_at DESC, state_hash LIMIT $3)",
+        )
+        .bind(&tx.browser_binding)
+        .bind(&state_hash)
+        .bind(i64::try_from(per_browser.saturating_sub(1)).unwrap_or(i64::MAX))
+        .execute(&mut *db)
+        .await?;
+        db.commit().await
     }
 
     /// Removes and returns the transaction for `state`, once. An expired one is removed and not returned.
