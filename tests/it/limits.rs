@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use crate::fake_firebase::FakeFirebase;
 use crate::helpers::*;
 
+/// Builds the next request of one limited group.
+type MakeRequest<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + 'a>;
+
 const TOKEN: &str = "admin-token-for-tests-0123456789abcdef-0123456789";
 
 /// A client without cookies that does not follow redirects.
@@ -93,7 +96,7 @@ async fn every_limited_group_answers_429_with_retry_after_once_its_burst_is_spen
     let c = client();
     let get = |path: &str| c.get(app.url(path));
     let post = |path: &str| c.post(app.url(path));
-    let groups: Vec<(&str, Box<dyn Fn() -> reqwest::RequestBuilder + '_>)> = vec![
+    let groups: Vec<(&str, MakeRequest<'_>)> = vec![
         ("login", Box::new(|| get("/auth/login?provider=dev"))),
         (
             "callback",
