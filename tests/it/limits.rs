@@ -83,6 +83,9 @@ async fn assert_limited(res: reqwest::Response, max: u64, what: &str) {
     );
 }
 
+/// A request that can be made again.
+type Request<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + 'a>;
+
 #[tokio::test]
 async fn every_limited_group_answers_429_with_retry_after_once_its_burst_is_spent() {
     let app = spawn(dev_with(
@@ -93,7 +96,7 @@ async fn every_limited_group_answers_429_with_retry_after_once_its_burst_is_spen
     let c = client();
     let get = |path: &str| c.get(app.url(path));
     let post = |path: &str| c.post(app.url(path));
-    let groups: Vec<(&str, Box<dyn Fn() -> reqwest::RequestBuilder + '_>)> = vec![
+    let groups: Vec<(&str, Request<'_>)> = vec![
         ("login", Box::new(|| get("/auth/login?provider=dev"))),
         (
             "callback",
