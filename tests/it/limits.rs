@@ -11,9 +11,6 @@ use serde_json::{Value, json};
 use crate::fake_firebase::FakeFirebase;
 use crate::helpers::*;
 
-/// Builds the next request of one limited group.
-type MakeRequest<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + 'a>;
-
 const TOKEN: &str = "admin-token-for-tests-0123456789abcdef-0123456789";
 
 /// A client without cookies that does not follow redirects.
@@ -86,6 +83,9 @@ async fn assert_limited(res: reqwest::Response, max: u64, what: &str) {
     );
 }
 
+/// A request that can be made again.
+type Request<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + 'a>;
+
 #[tokio::test]
 async fn every_limited_group_answers_429_with_retry_after_once_its_burst_is_spent() {
     let app = spawn(dev_with(
@@ -96,7 +96,7 @@ async fn every_limited_group_answers_429_with_retry_after_once_its_burst_is_spen
     let c = client();
     let get = |path: &str| c.get(app.url(path));
     let post = |path: &str| c.post(app.url(path));
-    let groups: Vec<(&str, MakeRequest<'_>)> = vec![
+    let groups: Vec<(&str, Request<'_>)> = vec![
         ("login", Box::new(|| get("/auth/login?provider=dev"))),
         (
             "callback",
@@ -478,7 +478,7 @@ fn check_config_names_each_bad_limit_with_a_fix() {
     let path = dir.path().join("limits.toml");
     std::fs::write(
         &path,
-        "[server]\nenvironment = \"development\"\n[providers.dev]\nkind = \"dev\"\n[limits]\nlogin = \"600/day\"\ncallback = \"fast\"\nmax_clients = 5\n",
+        "[providers.dev]\nkind = \"dev\"\n[limits]\nlogin = \"600/day\"\ncallback = \"fast\"\nmax_clients = 5\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-broker"))
