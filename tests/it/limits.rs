@@ -478,7 +478,7 @@ fn check_config_names_each_bad_limit_with_a_fix() {
     let path = dir.path().join("limits.toml");
     std::fs::write(
         &path,
-        "[providers.dev]\nkind = \"dev\"\n[limits]\nlogin = \"600/day\"\ncallback = \"fast\"\nmax_clients = 5\n",
+        "[server]\nenvironment = \"development\"\n[providers.dev]\nkind = \"dev\"\n[limits]\nlogin = \"600/day\"\ncallback = \"fast\"\nmax_clients = 5\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-broker"))
