@@ -201,7 +201,7 @@ mod tests {
     use super::*;
     use crate::config::from_toml_str;
 
-    const DEV: &str = "[providers.dev]\nkind = \"dev\"\n";
+    const DEV: &str = "[server]\nenvironment = \"development\"\n[providers.dev]\nkind = \"dev\"\n";
 
     #[test]
     fn rates_parse_with_periods_bursts_and_off() {
