@@ -168,7 +168,7 @@ async fn start_redis_broker(local_cache: bool) -> RedisBroker {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let toml = format!(
-        "[server]\npublic_url = \"{base}\"\n[session]\nidle_timeout = \"30m\"\n[store]\nurl = \"{pg}\"\nschema = \"bench_{run}\"\n\
+        "[server]\nenvironment = \"development\"\npublic_url = \"{base}\"\n[session]\nidle_timeout = \"30m\"\n[store]\nurl = \"{pg}\"\nschema = \"bench_{run}\"\n\
          [sessions]\nurl = \"{redis}\"\nprefix = \"{prefix}\"\nlocal_cache = {local_cache}\n[providers.dev]\nkind = \"dev\"\n"
     );
     let config = oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap();
@@ -313,7 +313,7 @@ async fn start_servers(dir: &std::path::Path) -> (String, String, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let toml = format!(
-        "[server]\npublic_url = \"{base}\"\n[session]\nidle_timeout = \"30m\"\n[store]\nurl = \"sqlite://{}/bench.db\"\n[providers.dev]\nkind = \"dev\"\n",
+        "[server]\nenvironment = \"development\"\npublic_url = \"{base}\"\n[session]\nidle_timeout = \"30m\"\n[store]\nurl = \"sqlite://{}/bench.db\"\n[providers.dev]\nkind = \"dev\"\n",
         dir.display()
     );
     let config = oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap();
