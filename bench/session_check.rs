@@ -209,9 +209,11 @@ fn sqlite_bytes_per_session(dir: &std::path::Path) -> u64 {
 
 /// Redis's own account of the signed-in session's key.
 fn redis_memory_usage(b: &RedisBroker) -> u64 {
-    let id = b.cookie.split_once('=').unwrap().1;
+    let id: tower_sessions::session::Id = b.cookie.split_once('=').unwrap().1.parse().unwrap();
+    // The store keys a session by a hash of its id, never the id itself.
+    let key = oidc_broker::store::session_key::SessionKey::of(&id);
     let out = Command::new("redis-cli")
-        .args(["MEMORY", "USAGE", &format!("{}{id}", b.prefix)])
+        .args(["MEMORY", "USAGE", &format!("{}{}", b.prefix, key.as_str())])
         .output()
         .expect("redis-cli is needed for the Redis figures");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
