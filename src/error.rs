@@ -150,12 +150,6 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-impl From<crate::limits::Refused> for AppError {
-    fn from(r: crate::limits::Refused) -> Self {
-        AppError::too_many_requests(r.retry_after_secs())
-    }
-}
-
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
         AppError::unavailable("session store", e)
