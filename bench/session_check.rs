@@ -154,7 +154,7 @@ struct RedisBroker {
     me_url: String,
     cookie: String,
     prefix: String,
-    state: oidc_broker::routes::AppState,
+    state: oidc_broker::state::AppState,
 }
 
 /// `local_cache`: the record cache that Redis invalidates (`[sessions] local_cache`, on by default).

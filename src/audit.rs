@@ -245,7 +245,7 @@ fn log(event: &AuditEvent, detail: &str, count: Option<i64>) {
 }
 
 /// Removes the events older than `[audit] retention` (run by the background sweeper).
-pub async fn sweep_expired(state: &crate::routes::AppState) {
+pub async fn sweep_expired(state: &crate::state::AppState) {
     let retention = i64::try_from(state.config.audit.retention.as_secs()).unwrap_or(i64::MAX / 4);
     let before = state.clock.now().unix_timestamp().saturating_sub(retention);
     match state.store.sweep_audit(before).await {

@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
 use crate::device;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

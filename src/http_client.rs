@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 mod public_address;
+pub mod upstream;
 pub use public_address::{is_host_loopback, is_public};
 
 const MAX_BODY: usize = 1024 * 1024;

@@ -24,6 +24,7 @@ pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod session_list;
+pub mod state;
 pub mod store;
 pub mod templates;
 pub mod tokens;
@@ -43,7 +44,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Environment};
 use crate::http_client::{AddressPolicy, HttpClient};
 use crate::providers::ProviderRegistry;
-use crate::routes::{AppState, Inner};
+use crate::state::{AppState, Inner};
 use crate::session::CookiePolicy;
 use crate::store::Backends;
 use crate::store::sessions::SessionBackend;
@@ -138,7 +139,7 @@ impl App {
         };
         let vault = TokenVault::new(ring);
         let upstream =
-            routes::proxy::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
+            http_client::upstream::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
         let cors = cors::CorsLayer::new(&config.server.allowed_origins);
         let limits = limits::Limits::new(&config.limits, clock.clone());
         let state = AppState(Arc::new(Inner {

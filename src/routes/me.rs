@@ -6,8 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -27,35 +26,6 @@ pub fn router() -> Router<AppState> {
 struct MeResponse<'a> {
     user: &'a crate::identity::UserView,
     session: session::SessionView<'a>,
-}
-
-/// Rendered `/auth/me` bodies keyed by the exact session record string they were rendered from.
-/// The session store stays the authority on every request — the record is still read, so a revoked
-/// or expired session is never answered from here — the cache only spares parsing and rendering
-/// the same record again. Bounded: it is emptied when full.
-#[derive(Default)]
-pub struct MeCache {
-    entries: Mutex<HashMap<Arc<str>, CachedMe>>,
-}
-
-/// A parsed record and the `/auth/me` body rendered from it.
-type CachedMe = (Arc<SessionRecord>, Bytes);
-
-const ME_CACHE_MAX: usize = 10_000;
-
-impl MeCache {
-    fn get(&self, raw: &str) -> Option<(Arc<SessionRecord>, Bytes)> {
-        self.entries.lock().ok()?.get(raw).cloned()
-    }
-
-    fn put(&self, raw: Arc<str>, record: Arc<SessionRecord>, body: Bytes) {
-        if let Ok(mut e) = self.entries.lock() {
-            if e.len() >= ME_CACHE_MAX {
-                e.clear();
-            }
-            e.insert(raw, (record, body));
-        }
-    }
 }
 
 fn me_response(body: Bytes) -> Response {

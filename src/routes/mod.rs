@@ -15,80 +15,14 @@ pub mod proxy;
 mod sessions;
 mod token;
 
-use std::ops::Deref;
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::clock::SharedClock;
-use crate::config::Config;
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::providers::ProviderRegistry;
-use crate::session::CookiePolicy;
-use crate::store::Store;
-use crate::templates::Templates;
-
-pub struct Inner {
-    pub config: Config,
-    pub store: Store,
-    pub providers: ProviderRegistry,
-    pub templates: Templates,
-    pub clock: SharedClock,
-    pub cookies: CookiePolicy,
-    pub vault: crate::tokens::TokenVault,
-    pub me_cache: me::MeCache,
-    /// The session store, for sessions opened by handle (bearer tokens, refresh tokens).
-    pub sessions: crate::store::sessions::SessionBackend,
-    /// The keys that sign broker access tokens.
-    pub keys: crate::tokens::broker_jwt::BrokerKeys,
-    /// The client that talks to `[routes]` upstreams.
-    pub upstream: proxy::UpstreamClient,
-    /// `[limits]`: request rates per client.
-    pub limits: crate::limits::Limits,
-}
-
-#[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn login_url(&self) -> String {
-        self.config.server.url("/auth/login")
-    }
-
-    /// Ends a session everywhere: its record in the session store (so no instance accepts its
-    /// cookie or tokens again), then its index row and broker tokens.
-    pub async fn end_session(&self, row: &crate::store::IndexedSession) -> AppResult<()> {
-        crate::store::end_session(&self.store, &self.sessions, row)
-            .await
-            .map_err(|e| match e {
-                crate::store::EndSessionError::Sql(e) => AppError::from(e),
-                other => AppError::unavailable("session store", other),
-            })
-    }
-
-    /// The `iss` of broker access tokens: the public URL without a trailing slash.
-    pub fn issuer(&self) -> String {
-        self.config.server.url("")
-    }
-
-    pub fn render(&self, name: &str, ctx: minijinja::Value) -> AppResult<Response> {
-        self.templates
-            .render(name, ctx)
-            .map(|html| Html(html).into_response())
-            .map_err(AppError::internal)
-    }
-}
+pub use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     // What a caller without a session can make the broker write (login transactions, audit rows)

@@ -6,7 +6,6 @@
 //! the upstream's answer — errors included — comes back unchanged.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,26 +22,10 @@ use crate::config::RouteConfig;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::session::CookiePolicy;
 
+use crate::http_client::upstream::UpstreamClient;
+
 mod upstream_path;
 use upstream_path::upstream_url;
-
-/// The client for upstreams. Upstreams come from the operator's config and are usually on a
-/// private network, so unlike the provider client it has no private-address guard; it follows no
-/// redirect (the caller's browser should see them) and uses no system proxy.
-#[derive(Clone)]
-pub struct UpstreamClient(reqwest::Client);
-
-impl UpstreamClient {
-    pub fn new() -> Result<Self, reqwest::Error> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map(UpstreamClient)
-    }
-}
 
 /// Marks a response that came from an upstream: the broker's page headers are not added to it.
 #[derive(Clone, Copy, Debug)]

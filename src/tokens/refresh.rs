@@ -14,7 +14,7 @@ use crate::audit::{self, AuditEvent, Event};
 use crate::config::RefreshFailurePolicy;
 use crate::crypto;
 use crate::error::AppResult;
-use crate::routes::AppState;
+use crate::state::AppState;
 use crate::session::{self, SessionRecord};
 use crate::store::IndexedSession;
 use crate::tokens::StoredTokens;

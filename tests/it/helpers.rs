@@ -14,7 +14,7 @@ pub struct TestApp {
     /// The SQLite file of this broker (on the SQLite backend).
     pub db: std::path::PathBuf,
     /// The running broker's state, for driving its background work directly.
-    pub state: oidc_broker::routes::AppState,
+    pub state: oidc_broker::state::AppState,
     _dir: Arc<tempfile::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }

@@ -1,6 +1,8 @@
 //! The local session: one tower-sessions record per browser, with the broker's own idle timeout
 //! and absolute lifetime, enforced here on every read.
 
+pub mod me_cache;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
