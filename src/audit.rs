@@ -245,10 +245,10 @@ fn log(event: &AuditEvent, detail: &str, count: Option<i64>) {
 }
 
 /// Removes the events older than `[audit] retention` (run by the background sweeper).
-pub async fn sweep_expired(state: &crate::state::AppState) {
-    let retention = i64::try_from(state.config.audit.retention.as_secs()).unwrap_or(i64::MAX / 4);
-    let before = state.clock.now().unix_timestamp().saturating_sub(retention);
-    match state.store.sweep_audit(before).await {
+pub async fn sweep_expired(store: &Store, retention: std::time::Duration, now: i64) {
+    let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 4);
+    let before = now.saturating_sub(retention);
+    match store.sweep_audit(before).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(events = n, "old audit events swept"),
         Err(e) => tracing::warn!(error = %e, "sweeping the audit log failed"),

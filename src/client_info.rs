@@ -15,7 +15,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
 use crate::device;
-use crate::state::AppState;
 
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,13 +192,15 @@ impl ClientInfo {
     }
 }
 
-impl FromRequestParts<AppState> for ClientInfo {
+/// What the [`ClientInfo`] extractor needs from the app: the proxies trusted to name the client.
+pub trait TrustedProxies {
+    fn trusted_proxies(&self) -> &[Cidr];
+}
+
+impl<S: TrustedProxies + Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         // Present when the server runs with connect info (`App::run`); absent in router-only use.
         let peer = parts
             .extensions
@@ -208,7 +209,7 @@ impl FromRequestParts<AppState> for ClientInfo {
         Ok(ClientInfo::from_parts(
             peer,
             &parts.headers,
-            &state.config.server.trusted_proxies,
+            state.trusted_proxies(),
         ))
     }
 }

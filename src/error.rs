@@ -156,6 +156,23 @@ impl From<tower_sessions::session::Error> for AppError {
     }
 }
 
+impl From<crate::session::SessionError> for AppError {
+    fn from(e: crate::session::SessionError) -> Self {
+        use crate::session::SessionError;
+        match e {
+            SessionError::Unavailable(_) => AppError::unavailable("session store", e),
+            SessionError::Sql(e) => e.into(),
+            SessionError::Internal(_) => AppError::internal(e),
+        }
+    }
+}
+
+impl From<crate::limits::Refused> for AppError {
+    fn from(r: crate::limits::Refused) -> Self {
+        AppError::too_many_requests(r.retry_after_secs())
+    }
+}
+
 /// What an error response carries for the HTML rendering layer ([`crate::routes::render_errors`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorBody {

@@ -23,7 +23,6 @@ pub mod providers;
 pub mod redirect;
 pub mod routes;
 pub mod session;
-pub mod session_list;
 pub mod state;
 pub mod store;
 pub mod templates;
@@ -44,10 +43,10 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Environment};
 use crate::http_client::{AddressPolicy, HttpClient};
 use crate::providers::ProviderRegistry;
-use crate::state::{AppState, Inner};
 use crate::session::CookiePolicy;
-use crate::store::Backends;
-use crate::store::sessions::SessionBackend;
+use crate::session::store::Backends;
+use crate::session::store::SessionBackend;
+use crate::state::{AppState, Inner};
 use crate::templates::Templates;
 use crate::tokens::TokenVault;
 use crate::tokens::seal::KeyRing;
@@ -138,8 +137,8 @@ impl App {
             }
         };
         let vault = TokenVault::new(ring);
-        let upstream =
-            http_client::upstream::UpstreamClient::new().map_err(|e| StartupError::Http(e.to_string()))?;
+        let upstream = http_client::upstream::UpstreamClient::new()
+            .map_err(|e| StartupError::Http(e.to_string()))?;
         let cors = cors::CorsLayer::new(&config.server.allowed_origins);
         let limits = limits::Limits::new(&config.limits, clock.clone());
         let state = AppState(Arc::new(Inner {
@@ -222,7 +221,12 @@ impl App {
                     tracing::warn!(error = %e, "sweeping the session index failed");
                 }
                 routes::logout::retry_revocations(&state).await;
-                audit::sweep_expired(&state).await;
+                audit::sweep_expired(
+                    &state.store,
+                    state.config.audit.retention,
+                    state.clock.now().unix_timestamp(),
+                )
+                .await;
                 state.limits.prune();
                 let now = state.clock.now().unix_timestamp();
                 let tokens = &state.config.tokens;

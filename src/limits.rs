@@ -292,12 +292,6 @@ fn quota(rate: Rate) -> Option<Quota> {
     Some(Quota::with_period(rate.interval())?.allow_burst(NonZeroU32::new(rate.burst)?))
 }
 
-impl From<Refused> for crate::error::AppError {
-    fn from(r: Refused) -> Self {
-        crate::error::AppError::too_many_requests(r.retry_after_secs())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

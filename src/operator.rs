@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Subcommand};
 use oidc_broker::audit::{self, AuditEvent, Event, RevokedBy};
 use oidc_broker::config::{self, Config};
+use oidc_broker::session::list::{SessionItem, live_sessions};
 use oidc_broker::session::rfc3339;
-use oidc_broker::session_list::{SessionItem, live_sessions};
-use oidc_broker::store::{Backends, IndexedSession, UnlinkError};
+use oidc_broker::session::store::Backends;
+use oidc_broker::store::{IndexedSession, UnlinkError};
 use time::OffsetDateTime;
 
 #[derive(Subcommand)]

@@ -24,7 +24,7 @@ pub struct Inner {
     pub vault: crate::tokens::TokenVault,
     pub me_cache: crate::session::me_cache::MeCache,
     /// The session store, for sessions opened by handle (bearer tokens, refresh tokens).
-    pub sessions: crate::store::sessions::SessionBackend,
+    pub sessions: crate::session::store::SessionBackend,
     /// The keys that sign broker access tokens.
     pub keys: crate::tokens::broker_jwt::BrokerKeys,
     /// The client that talks to `[routes]` upstreams.
@@ -51,12 +51,19 @@ impl AppState {
     /// Ends a session everywhere: its record in the session store (so no instance accepts its
     /// cookie or tokens again), then its index row and broker tokens.
     pub async fn end_session(&self, row: &crate::store::IndexedSession) -> AppResult<()> {
-        crate::store::end_session(&self.store, &self.sessions, row)
-            .await
-            .map_err(|e| match e {
-                crate::store::EndSessionError::Sql(e) => AppError::from(e),
-                other => AppError::unavailable("session store", other),
-            })
+        Ok(crate::session::end_session(&self.store, &self.sessions, row).await?)
+    }
+
+    /// The parts session work needs.
+    pub fn session_parts(&self) -> crate::session::Parts<'_> {
+        crate::session::Parts {
+            store: &self.store,
+            sessions: &self.sessions,
+            vault: &self.vault,
+            providers: &self.providers,
+            policy: &self.config.session,
+            clock: &self.clock,
+        }
     }
 
     /// The `iss` of broker access tokens: the public URL without a trailing slash.
@@ -69,5 +76,11 @@ impl AppState {
             .render(name, ctx)
             .map(|html| Html(html).into_response())
             .map_err(AppError::internal)
+    }
+}
+
+impl crate::client_info::TrustedProxies for AppState {
+    fn trusted_proxies(&self) -> &[crate::client_info::Cidr] {
+        &self.config.server.trusted_proxies
     }
 }

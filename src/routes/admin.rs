@@ -16,8 +16,8 @@ use crate::audit::{self, AuditEvent, Event, RevokedBy};
 use crate::client_info::ClientInfo;
 use crate::crypto;
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::session::list::live_sessions;
 use crate::session::rfc3339;
-use crate::session_list::live_sessions;
 use crate::store::UserSummary;
 
 /// `GET /admin/audit` answers this many events unless asked for fewer.

@@ -2,10 +2,12 @@
 //! `Authorization: Bearer`. Both end in the same live-session check, so revoking a session stops
 //! both at their next request.
 
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use tower_sessions::Session;
 
-use super::AppState;
+use super::{AppState, check_same_site};
 use crate::error::{AppError, AppResult};
 use crate::session::{self, SessionRecord};
 use crate::tokens::broker_jwt::AccessClaims;
@@ -33,6 +35,52 @@ impl Caller {
             persist(&self.session).await?;
         }
         Ok(())
+    }
+}
+
+/// The request's session as the session layer gives it (the cookie's, maybe empty).
+async fn cookie_session(parts: &mut Parts, state: &AppState) -> AppResult<Session> {
+    Session::from_request_parts(parts, state)
+        .await
+        .map_err(|(_, why)| AppError::internal(why))
+}
+
+/// A handler that takes a [`Caller`] is for signed-in callers only: without a live session the
+/// answer is 401 with where to sign in.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Self> {
+        let session = cookie_session(parts, state).await?;
+        require(state, &parts.headers, &session).await
+    }
+}
+
+/// `Option<Caller>`: the caller's live session if there is one; a bearer token that does not
+/// verify is still a 401.
+impl OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Option<Self>> {
+        let session = cookie_session(parts, state).await?;
+        authenticate(state, &parts.headers, &session).await
+    }
+}
+
+/// A signed-in caller allowed to change state: by cookie, only from the broker's own or an allowed
+/// origin (a bearer token is never sent by a browser on its own, so it needs no such check).
+pub struct Writer(pub Caller);
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Self> {
+        if bearer_token(&parts.headers).is_none() {
+            check_same_site(state, &parts.headers)?;
+        }
+        <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Writer)
     }
 }
 
@@ -114,42 +162,26 @@ pub async fn verify_access_token(state: &AppState, token: &str) -> AppResult<Acc
 
 /// The live record of `session`, touched and with provider tokens refreshed when due.
 async fn live(state: &AppState, session: &Session) -> AppResult<Option<SessionRecord>> {
-    let Some(record) = session::current(session, &state.config.session, state.clock.now()).await?
-    else {
-        return Ok(None);
-    };
-    crate::tokens::refresh::ensure_fresh(state, session, record).await
+    Ok(session::live(state.session_parts(), session).await?)
 }
 
 /// Opens the session with this public handle (for bearer tokens and broker refresh tokens).
 pub async fn session_by_handle(state: &AppState, handle: &str) -> AppResult<Option<Session>> {
-    let Some(row) = state.store.indexed_session(handle).await? else {
-        return Ok(None);
-    };
-    Ok(Some(state.sessions.open_by_key(row.session_key)))
+    Ok(session::open_by_handle(state.session_parts(), handle).await?)
 }
 
-/// Saves a session opened by [`session_by_handle`] if this request changed it and it still exists
-/// (an ended session has no id, and must not be written back).
+/// Saves a session opened by [`session_by_handle`] if this request changed it.
 pub async fn persist(session: &Session) -> AppResult<()> {
-    if session.id().is_some() && session.is_modified() {
-        session.save().await?;
-    }
-    Ok(())
+    Ok(session::persist(session).await?)
 }
 
-/// [`live`] for a session opened by handle, saved at once.
+/// The live session with this handle, saved at once.
 pub async fn live_by_handle(state: &AppState, handle: &str) -> AppResult<Option<Caller>> {
-    let Some(session) = session_by_handle(state, handle).await? else {
-        return Ok(None);
-    };
-    let Some(record) = live(state, &session).await? else {
-        return Ok(None);
-    };
-    persist(&session).await?;
-    Ok(Some(Caller {
-        record,
-        session,
-        via: Via::Bearer,
-    }))
+    Ok(session::live_by_handle(state.session_parts(), handle)
+        .await?
+        .map(|(session, record)| Caller {
+            record,
+            session,
+            via: Via::Bearer,
+        }))
 }

@@ -3,13 +3,12 @@
 //! bearer token), 401 with the usual JSON body when it does not.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_sessions::Session;
 
-use super::{AppState, caller};
+use super::AppState;
+use super::caller::Caller;
 use crate::identity::UserView;
 
 pub fn router() -> Router<AppState> {
@@ -65,19 +64,14 @@ pub fn identity_headers(user: &UserView, handle: &str) -> Vec<(HeaderName, Heade
         .collect()
 }
 
-async fn check(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    web_session: Session,
-) -> Result<Response, crate::error::AppError> {
-    let caller = caller::require(&state, &headers, &web_session).await?;
+async fn check(caller: Caller) -> Response {
     let mut res = StatusCode::OK.into_response();
     for (name, v) in identity_headers(&caller.record.user, &caller.record.handle) {
         res.headers_mut().insert(name, v);
     }
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    res
 }
 
 #[cfg(test)]

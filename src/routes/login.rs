@@ -552,7 +552,7 @@ pub async fn finish_login(
     let mut record = record;
     record.refresh_at = stored
         .as_ref()
-        .and_then(|t| crate::tokens::refresh::due_at(t, state.config.session.refresh_margin));
+        .and_then(|t| crate::session::refresh::due_at(t, state.config.session.refresh_margin));
     if record.refresh_at.is_some() {
         session::put(web_session, &record).await?;
     }
@@ -625,7 +625,7 @@ async fn enforce_session_limit(state: &AppState, new: &IndexedSession) -> AppRes
         return Ok(());
     };
     let now = state.clock.now();
-    let live = crate::session_list::live_sessions(
+    let live = crate::session::list::live_sessions(
         &state.store,
         &state.sessions,
         &state.config.session,

@@ -79,7 +79,7 @@ async fn me(
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
     // Only a session whose provider token is due goes further than the read.
-    let record = crate::tokens::refresh::ensure_fresh(&state, &web_session, record)
+    let record = crate::session::refresh::ensure_fresh(state.session_parts(), &web_session, record)
         .await?
         .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
     let body = render_me(&record, policy)?;

@@ -22,8 +22,6 @@ use crate::config::RouteConfig;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::session::CookiePolicy;
 
-use crate::http_client::upstream::UpstreamClient;
-
 mod upstream_path;
 use upstream_path::upstream_url;
 

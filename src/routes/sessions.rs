@@ -14,15 +14,14 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use serde_json::json;
-use tower_sessions::Session;
 
-use super::caller::{self, Caller};
-use super::{AppState, check_same_site};
+use super::AppState;
+use super::caller::{Caller, Writer};
 use crate::audit::{self, AuditEvent, RevokedBy};
 use crate::client_info::ClientInfo;
 use crate::error::{AppError, AppResult};
 use crate::session;
-use crate::session_list::{SessionItem, live_sessions};
+use crate::session::list::{SessionItem, live_sessions};
 use crate::store::IndexedSession;
 
 pub fn router() -> Router<AppState> {
@@ -34,12 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/sessions/{handle}/revoke", post(revoke))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    web_session: Session,
-) -> AppResult<Response> {
-    let me = caller::require(&state, &headers, &web_session).await?;
+async fn list(State(state): State<AppState>, me: Caller) -> AppResult<Response> {
     let items = items_of(&state, &me).await?;
     Ok(Json(json!({ "sessions": items })).into_response())
 }
@@ -61,23 +55,13 @@ async fn items_of(state: &AppState, me: &Caller) -> AppResult<Vec<SessionItem>> 
         .collect())
 }
 
-/// The caller, after the cross-site check that every state-changing request with the cookie
-/// needs (a bearer token is never sent by a browser on its own, so it needs none).
-async fn writer(state: &AppState, headers: &HeaderMap, web_session: &Session) -> AppResult<Caller> {
-    if caller::bearer_token(headers).is_none() {
-        check_same_site(state, headers)?;
-    }
-    caller::require(state, headers, web_session).await
-}
-
 async fn revoke(
     State(state): State<AppState>,
+    Writer(me): Writer,
     Path(handle): Path<String>,
     headers: HeaderMap,
-    web_session: Session,
     client: ClientInfo,
 ) -> AppResult<Response> {
-    let me = writer(&state, &headers, &web_session).await?;
     let row = state
         .store
         .indexed_session(&handle)
@@ -92,11 +76,10 @@ async fn revoke(
 
 async fn revoke_others(
     State(state): State<AppState>,
+    Writer(me): Writer,
     headers: HeaderMap,
-    web_session: Session,
     client: ClientInfo,
 ) -> AppResult<Response> {
-    let me = writer(&state, &headers, &web_session).await?;
     let mut revoked = Vec::new();
     for row in state.store.sessions_of_user(&me.record.user.id).await? {
         if row.handle != me.record.handle {
@@ -147,12 +130,7 @@ async fn answer(
     Ok(Redirect::to(&to).into_response())
 }
 
-async fn manage(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    web_session: Session,
-) -> AppResult<Response> {
-    let me = caller::require(&state, &headers, &web_session).await?;
+async fn manage(State(state): State<AppState>, me: Caller) -> AppResult<Response> {
     let server = &state.config.server;
     let sessions: Vec<_> = items_of(&state, &me)
         .await?

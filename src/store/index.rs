@@ -111,7 +111,7 @@ impl Store {
     }
 
     /// Removes a session's index row and broker tokens, in one transaction (the record itself is
-    /// the session store's: see [`super::Backends::end_session`]).
+    /// the session store's: see `session::end_session`).
     pub async fn end_session(&self, s: &IndexedSession) -> Result<(), sqlx::Error> {
         let mut tx = self.pool().begin().await?;
         for sql in [

@@ -1,7 +1,7 @@
 //! The SQL store: users, identity links, login transactions, the session index and everything
 //! else that must outlive a process — on SQLite (the embedded default) or PostgreSQL, through one set
 //! of queries (sqlx's `Any` driver; `$N` placeholders, SQL both engines speak). Session records
-//! live in the session store ([`sessions::SessionBackend`]): the same database, or Redis.
+//! live in the session store (`session::store`): the same database, or Redis.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,25 +16,20 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Executor};
 use time::OffsetDateTime;
 
-use crate::config::{Config, SessionStoreConfig};
+use crate::config::Config;
 use crate::crypto;
 
 mod audit;
 pub mod devices;
 mod frontend;
-mod hashed_ids;
 mod index;
-mod record_cache;
 pub mod session_key;
-pub mod sessions;
-mod sqlite_cache;
 mod users;
 
 pub use audit::AuditRow;
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
 pub use session_key::SessionKey;
-use sessions::{PgSessions, RedisSessions, SessionBackend, SqliteSessions};
 pub use users::{LinkOutcome, LinkedIdentity, UnlinkError, UserSummary};
 
 #[derive(Clone)]
@@ -42,79 +37,28 @@ pub struct Store {
     pool: AnyPool,
 }
 
-/// The SQL store and the session store, opened from a configuration.
-#[derive(Clone)]
-pub struct Backends {
-    pub store: Store,
-    pub sessions: SessionBackend,
+/// The database's own pool beside the `Any` one, for the session table kept in the same database
+/// (the session store reads and writes it natively).
+pub enum Native {
+    Sqlite(SqlitePool, std::path::PathBuf),
+    Postgres(PgPool, String),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EndSessionError {
-    #[error("the session store is unavailable: {0}")]
-    Sessions(String),
-    #[error(transparent)]
-    Sql(#[from] sqlx::Error),
-}
-
-impl Backends {
-    pub async fn open(config: &Config) -> Result<Backends, StoreOpenError> {
+impl Store {
+    /// Opens the SQL store and brings its schema up to date.
+    pub async fn open(config: &Config) -> Result<(Store, Native), StoreOpenError> {
         sqlx::any::install_default_drivers();
         let url = config.store.url.as_str();
-        let schema = config.store.schema.as_deref();
-        let sqlite = url.starts_with("sqlite:");
-        let (pool, sql_sessions) = if sqlite {
+        let (pool, native) = if url.starts_with("sqlite:") {
             open_sqlite(url).await?
         } else {
-            open_postgres(url, schema).await?
+            open_postgres(url, config.store.schema.as_deref()).await?
         };
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let moved = hashed_ids::upgrade_sql(&pool, sqlite, now)
-            .await
-            .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-        if moved > 0 {
-            tracing::info!(moved, "session rows moved from clear ids to hashed keys");
-        }
-        let sessions = match &config.sessions {
-            Some(SessionStoreConfig {
-                url,
-                prefix,
-                local_cache,
-            }) => SessionBackend::Redis(
-                RedisSessions::connect(url, prefix, *local_cache)
-                    .await
-                    .map_err(StoreOpenError::Sessions)?,
-            ),
-            None => sql_sessions,
-        };
-        Ok(Backends {
-            store: Store { pool },
-            sessions,
-        })
-    }
-
-    pub async fn end_session(&self, row: &IndexedSession) -> Result<(), EndSessionError> {
-        end_session(&self.store, &self.sessions, row).await
+        Ok((Store { pool }, native))
     }
 }
 
-/// Ends a session everywhere: its record first (from then on no instance accepts its cookie or its
-/// tokens), then its index row and broker tokens. If the second step fails, the index row of a
-/// session that no longer exists is swept later.
-pub async fn end_session(
-    store: &Store,
-    sessions: &SessionBackend,
-    row: &IndexedSession,
-) -> Result<(), EndSessionError> {
-    sessions
-        .delete_key(&row.session_key)
-        .await
-        .map_err(|e| EndSessionError::Sessions(e.to_string()))?;
-    store.end_session(row).await?;
-    Ok(())
-}
-
-async fn open_sqlite(url: &str) -> Result<(AnyPool, SessionBackend), StoreOpenError> {
+async fn open_sqlite(url: &str) -> Result<(AnyPool, Native), StoreOpenError> {
     let opts = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreOpenError::BadUrl(url.to_string(), e.to_string()))?
         .create_if_missing(true)
@@ -137,11 +81,6 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, SessionBackend), StoreOpenEr
         .run(&native)
         .await
         .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-    let sessions = SqliteSessions::new(native, file);
-    sessions
-        .migrate()
-        .await
-        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
     let any = AnyPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
@@ -160,7 +99,7 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, SessionBackend), StoreOpenEr
         )
         .await
         .map_err(StoreOpenError::Open)?;
-    Ok((any, SessionBackend::Sqlite(sessions)))
+    Ok((any, Native::Sqlite(native, file)))
 }
 
 /// A schema name as an identifier: letters, digits and `_` only (so it can be quoted safely).
@@ -176,7 +115,7 @@ pub fn valid_schema(name: &str) -> bool {
 async fn open_postgres(
     url: &str,
     schema: Option<&str>,
-) -> Result<(AnyPool, SessionBackend), StoreOpenError> {
+) -> Result<(AnyPool, Native), StoreOpenError> {
     let bad =
         |e: sqlx::Error| StoreOpenError::BadUrl(crate::config::redact_url(url), e.to_string());
     let schema = schema.unwrap_or("public").to_string();
@@ -204,11 +143,6 @@ async fn open_postgres(
         .run(&native)
         .await
         .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
-    let sessions = PgSessions::new(native, &schema).map_err(StoreOpenError::Migrate)?;
-    sessions
-        .migrate()
-        .await
-        .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
     let set_path = format!("SET search_path TO \"{schema}\"");
     let any = AnyPoolOptions::new()
         .max_connections(8)
@@ -220,7 +154,7 @@ async fn open_postgres(
         .connect(url)
         .await
         .map_err(StoreOpenError::Open)?;
-    Ok((any, SessionBackend::Postgres(sessions)))
+    Ok((any, Native::Postgres(native, schema)))
 }
 
 /// A login in flight, stored under a hash of its `state` until the callback takes it.

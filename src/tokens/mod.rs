@@ -1,7 +1,6 @@
 //! Provider tokens kept server side, sealed at rest (see [`seal`]). The browser never holds one.
 
 pub mod broker_jwt;
-pub mod refresh;
 pub mod seal;
 
 use serde::{Deserialize, Serialize};

@@ -412,7 +412,13 @@ async fn audit_events_are_swept_after_the_retention() {
     let user = user_of(&app, &b).await;
     assert_eq!(audit(&app, &format!("user={user}")).await.len(), 2);
     app.clock.advance(Duration::from_secs(3600));
-    oidc_broker::audit::sweep_expired(&app.state).await;
+    let s = &app.state;
+    oidc_broker::audit::sweep_expired(
+        &s.store,
+        s.config.audit.retention,
+        s.clock.now().unix_timestamp(),
+    )
+    .await;
     assert_eq!(
         audit(&app, &format!("user={user}")).await.len(),
         2,
@@ -420,7 +426,13 @@ async fn audit_events_are_swept_after_the_retention() {
     );
     app.clock.advance(Duration::from_secs(3 * 3600));
     sign_in(&mut app, "alice", SAFARI_IPHONE).await;
-    oidc_broker::audit::sweep_expired(&app.state).await;
+    let s = &app.state;
+    oidc_broker::audit::sweep_expired(
+        &s.store,
+        s.config.audit.retention,
+        s.clock.now().unix_timestamp(),
+    )
+    .await;
     let left = audit(&app, &format!("user={user}")).await;
     assert_eq!(names(&left), ["login.succeeded"], "only the recent login");
 }

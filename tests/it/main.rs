@@ -18,6 +18,7 @@ mod id_token;
 mod interop_firebase;
 mod interop_oidc_provider;
 mod kinds;
+mod layout;
 mod limits;
 mod linking;
 mod listener;

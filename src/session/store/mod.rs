@@ -15,12 +15,17 @@ use tower_sessions::Session;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
-use super::session_key::{self, SessionKey};
+use crate::store::session_key::{self, SessionKey};
 
+pub mod hashed_ids;
+mod open;
 mod postgres;
+pub mod record_cache;
 mod redis;
 mod sqlite;
+pub mod sqlite_cache;
 
+pub use open::Backends;
 pub use postgres::PgSessions;
 pub use redis::RedisSessions;
 pub use sqlite::SqliteSessions;
@@ -63,7 +68,7 @@ impl SessionBackend {
         }
     }
 
-    /// Whether the session store answers (the SQL ones are pinged through [`super::Store`]).
+    /// Whether the session store answers (the SQL ones are pinged through the SQL store).
     pub async fn ping(&self) -> Result<(), String> {
         match self {
             SessionBackend::Redis(r) => r.ping().await,

@@ -10,12 +10,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tower_sessions::Session;
 
+use super::live::Parts;
+use super::{SessionError, SessionRecord, end_session, record};
 use crate::audit::{self, AuditEvent, Event};
 use crate::config::RefreshFailurePolicy;
 use crate::crypto;
-use crate::error::AppResult;
-use crate::state::AppState;
-use crate::session::{self, SessionRecord};
 use crate::store::IndexedSession;
 use crate::tokens::StoredTokens;
 
@@ -35,11 +34,11 @@ pub fn due_at(tokens: &StoredTokens, margin: Duration) -> Option<i64> {
 
 /// Returns the record to use (refreshed if it was due), or `None` when the session had to end.
 pub async fn ensure_fresh(
-    state: &AppState,
+    parts: Parts<'_>,
     web_session: &Session,
     record: SessionRecord,
-) -> AppResult<Option<SessionRecord>> {
-    let now = state.clock.now();
+) -> Result<Option<SessionRecord>, SessionError> {
+    let now = parts.clock.now();
     if record.refresh_at.is_none_or(|t| now.unix_timestamp() < t) {
         return Ok(Some(record));
     }
@@ -47,24 +46,24 @@ pub async fn ensure_fresh(
     let holder = crypto::random_token(12);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let now_ts = state.clock.now().unix_timestamp();
-        if state
+        let now_ts = parts.clock.now().unix_timestamp();
+        if parts
             .store
             .try_lock_refresh(&handle, &holder, now_ts, now_ts + LOCK_SECS)
             .await?
         {
-            let outcome = refresh_locked(state, web_session, record, now).await;
-            let _ = state.store.unlock_refresh(&handle, &holder).await;
+            let outcome = refresh_locked(parts, web_session, record, now).await;
+            let _ = parts.store.unlock_refresh(&handle, &holder).await;
             return outcome;
         }
         // Another request (maybe on another instance) is refreshing: use its result.
         tokio::time::sleep(Duration::from_millis(40)).await;
-        let Some(row) = state.store.indexed_session(&handle).await? else {
-            session::end(web_session).await?;
+        let Some(row) = parts.store.indexed_session(&handle).await? else {
+            record::end(web_session).await?;
             return Ok(None);
         };
-        if let Some(fresh) = fresh_record(state, &record, &row, now) {
-            session::put(web_session, &fresh).await?;
+        if let Some(fresh) = fresh_record(parts, &record, &row, now) {
+            record::put(web_session, &fresh).await?;
             return Ok(Some(fresh));
         }
         if tokio::time::Instant::now() >= deadline {
@@ -76,13 +75,13 @@ pub async fn ensure_fresh(
 
 /// The record updated from the index row if the row's tokens are no longer due.
 fn fresh_record(
-    state: &AppState,
+    parts: Parts<'_>,
     record: &SessionRecord,
     row: &IndexedSession,
     now: OffsetDateTime,
 ) -> Option<SessionRecord> {
-    let tokens = state.vault.open(row.tokens.as_deref()?, &row.handle).ok()?;
-    let next = due_at(&tokens, state.config.session.refresh_margin);
+    let tokens = parts.vault.open(row.tokens.as_deref()?, &row.handle).ok()?;
+    let next = due_at(&tokens, parts.policy.refresh_margin);
     if next.is_some_and(|t| now.unix_timestamp() >= t) {
         return None;
     }
@@ -92,39 +91,39 @@ fn fresh_record(
 }
 
 async fn refresh_locked(
-    state: &AppState,
+    parts: Parts<'_>,
     web_session: &Session,
     record: SessionRecord,
     now: OffsetDateTime,
-) -> AppResult<Option<SessionRecord>> {
-    let policy = &state.config.session;
-    let Some(row) = state.store.indexed_session(&record.handle).await? else {
-        session::end(web_session).await?;
+) -> Result<Option<SessionRecord>, SessionError> {
+    let policy = parts.policy;
+    let Some(row) = parts.store.indexed_session(&record.handle).await? else {
+        record::end(web_session).await?;
         return Ok(None);
     };
     // Refreshed by someone else between our check and the lock.
-    if let Some(fresh) = fresh_record(state, &record, &row, now) {
-        session::put(web_session, &fresh).await?;
+    if let Some(fresh) = fresh_record(parts, &record, &row, now) {
+        record::put(web_session, &fresh).await?;
         return Ok(Some(fresh));
     }
     let Some(tokens) = row
         .tokens
         .as_deref()
-        .and_then(|s| state.vault.open(s, &row.handle).ok())
+        .and_then(|s| parts.vault.open(s, &row.handle).ok())
     else {
         // Unreadable (a key left the ring): nothing to refresh with; the local policy still rules.
         let mut r = record.clone();
         r.refresh_at = None;
-        session::put(web_session, &r).await?;
+        record::put(web_session, &r).await?;
         return Ok(Some(r));
     };
     let (Some(refresh_token), Some(provider)) = (
         tokens.refresh_token.clone(),
-        state.providers.get(&row.provider).cloned(),
+        parts.providers.get(&row.provider).cloned(),
     ) else {
         let mut r = record.clone();
         r.refresh_at = None;
-        session::put(web_session, &r).await?;
+        record::put(web_session, &r).await?;
         return Ok(Some(r));
     };
     match provider.refresh(&refresh_token, &row.subject).await {
@@ -143,31 +142,31 @@ async fn refresh_locked(
             if let Some(why) = &refreshed.id_token_refused {
                 tracing::warn!(provider = %provider.id, session = %row.handle, reason = %why, "refreshed ID token refused; the previous one is kept");
             }
-            let sealed = state
+            let sealed = parts
                 .vault
                 .seal(&stored, &row.handle)
-                .map_err(crate::error::AppError::internal)?;
+                .map_err(|e| SessionError::Internal(e.to_string()))?;
             // Stored before any response returns, so a rotated token is never lost.
-            state
+            parts
                 .store
                 .update_tokens(&row.handle, &sealed, stored.expires_at)
                 .await?;
             let mut r = record.clone();
             r.refresh_at = due_at(&stored, policy.refresh_margin);
-            session::put(web_session, &r).await?;
+            record::put(web_session, &r).await?;
             let mut event =
                 AuditEvent::of_session(Event::RefreshSucceeded, &row).detail("token", "provider");
             if let Some(why) = refreshed.id_token_refused {
                 event = event.detail("id_token_refused", why);
             }
-            audit::record(&state.store, now_ts, event).await;
+            audit::record(&parts.store, now_ts, event).await;
             Ok(Some(r))
         }
         Err(e) if e.definitive => {
             tracing::info!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh refused: session ended");
-            state.end_session(&row).await?;
-            refresh_failed(state, &row, &e.reason, true, now).await;
-            session::end(web_session).await?;
+            end_session(parts.store, parts.sessions, &row).await?;
+            refresh_failed(parts, &row, &e.reason, true, now).await;
+            record::end(web_session).await?;
             Ok(None)
         }
         Err(e) => {
@@ -176,24 +175,24 @@ async fn refresh_locked(
                 .is_none_or(|exp| now.unix_timestamp() >= exp);
             if policy.on_refresh_failure == RefreshFailurePolicy::End || expired {
                 tracing::info!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh failed: session ended by policy");
-                state.end_session(&row).await?;
-                refresh_failed(state, &row, &e.reason, true, now).await;
-                session::end(web_session).await?;
+                end_session(parts.store, parts.sessions, &row).await?;
+                refresh_failed(parts, &row, &e.reason, true, now).await;
+                record::end(web_session).await?;
                 return Ok(None);
             }
             tracing::warn!(provider = %provider.id, session = %row.handle, reason = %e.reason, "refresh failed: kept until the provider token expires; retrying later");
-            refresh_failed(state, &row, &e.reason, false, now).await;
+            refresh_failed(parts, &row, &e.reason, false, now).await;
             let mut r = record.clone();
             let retry = now.unix_timestamp() + RETRY_SECS;
             r.refresh_at = Some(tokens.expires_at.map_or(retry, |exp| retry.min(exp)));
-            session::put(web_session, &r).await?;
+            record::put(web_session, &r).await?;
             Ok(Some(r))
         }
     }
 }
 
 async fn refresh_failed(
-    state: &AppState,
+    parts: Parts<'_>,
     row: &IndexedSession,
     reason: &str,
     session_ended: bool,
@@ -204,5 +203,5 @@ async fn refresh_failed(
         // Written by the provider clients (status and safe error code, or a transport error).
         .detail("reason", reason.chars().take(200).collect::<String>())
         .detail("session_ended", session_ended);
-    audit::record(&state.store, now.unix_timestamp(), event).await;
+    audit::record(&parts.store, now.unix_timestamp(), event).await;
 }

@@ -5,13 +5,11 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tower_sessions::session_store;
 
+use super::store::SessionBackend;
+use super::{RECORD_KEY, SessionError, SessionRecord, rfc3339};
 use crate::config::SessionConfig;
-use crate::error::AppError;
-use crate::session::{RECORD_KEY, SessionRecord, rfc3339};
 use crate::store::devices::SessionDevice;
-use crate::store::sessions::SessionBackend;
 use crate::store::{IndexedSession, Store};
 
 /// A live session with where it was signed in from.
@@ -58,23 +56,6 @@ impl LiveSession {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    #[error(transparent)]
-    Sql(#[from] sqlx::Error),
-    #[error("the session store is unavailable: {0}")]
-    Sessions(#[from] session_store::Error),
-}
-
-impl From<ListError> for AppError {
-    fn from(e: ListError) -> Self {
-        match e {
-            ListError::Sql(e) => e.into(),
-            ListError::Sessions(e) => AppError::unavailable("session store", e),
-        }
-    }
-}
-
 /// The user's live sessions, newest first.
 pub async fn live_sessions(
     store: &Store,
@@ -82,7 +63,7 @@ pub async fn live_sessions(
     policy: &SessionConfig,
     now: OffsetDateTime,
     user_id: &str,
-) -> Result<Vec<LiveSession>, ListError> {
+) -> Result<Vec<LiveSession>, SessionError> {
     let rows = store.sessions_of_user(user_id).await?;
     let mut devices = store.session_devices(user_id).await?;
     let mut out = Vec::with_capacity(rows.len());

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::session_key::SessionKey;
+use crate::store::session_key::SessionKey;
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
 

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use tower_sessions::session_store;
 
 use super::backend;
-use crate::store::hashed_ids;
-use crate::store::record_cache::{Fence, Tracker};
+use super::hashed_ids;
+use super::record_cache::{Fence, Tracker};
 use crate::store::session_key::SessionKey;
 
 /// How long a request waits for Redis before it answers 503.

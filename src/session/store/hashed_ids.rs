@@ -25,8 +25,8 @@ use futures::StreamExt;
 use sqlx::AnyPool;
 use time::OffsetDateTime;
 
-use super::session_key::{self, SessionKey};
 use crate::crypto;
+use crate::store::session_key::{self, SessionKey};
 
 /// The name of this move in `store_upgrades`, and of its marker key in Redis.
 const NAME: &str = "hashed_session_ids";

@@ -20,8 +20,8 @@ use tower_sessions::session_store::{self, ExpiredDeletion};
 use tower_sessions_sqlx_store::SqliteStore;
 
 use super::backend;
+use super::sqlite_cache::{VersionedCache, WalWatch};
 use crate::store::session_key::SessionKey;
-use crate::store::sqlite_cache::{VersionedCache, WalWatch};
 
 const MAX_IDLE_READERS: usize = 8;
 

@@ -1,0 +1,71 @@
+//! The live session behind a request: read, touched when due, provider tokens refreshed when due.
+//! A cookie's session comes from the session layer; a bearer token or a broker refresh token names
+//! a session by its public handle, which is opened here from the session index.
+
+use tower_sessions::Session;
+
+use super::store::SessionBackend;
+use super::{SessionError, SessionRecord, record, refresh};
+use crate::clock::SharedClock;
+use crate::config::SessionConfig;
+use crate::providers::ProviderRegistry;
+use crate::store::Store;
+use crate::tokens::TokenVault;
+
+/// What session work needs from the app.
+#[derive(Clone, Copy)]
+pub struct Parts<'a> {
+    pub store: &'a Store,
+    pub sessions: &'a SessionBackend,
+    pub vault: &'a TokenVault,
+    pub providers: &'a ProviderRegistry,
+    pub policy: &'a SessionConfig,
+    pub clock: &'a SharedClock,
+}
+
+/// The live record of `session`, touched and with provider tokens refreshed when due; `None` when
+/// there is no live session.
+pub async fn live(
+    parts: Parts<'_>,
+    session: &Session,
+) -> Result<Option<SessionRecord>, SessionError> {
+    let Some(record) = record::current(session, parts.policy, parts.clock.now()).await? else {
+        return Ok(None);
+    };
+    refresh::ensure_fresh(parts, session, record).await
+}
+
+/// Opens the session with this public handle (for bearer tokens and broker refresh tokens).
+pub async fn open_by_handle(
+    parts: Parts<'_>,
+    handle: &str,
+) -> Result<Option<Session>, SessionError> {
+    let Some(row) = parts.store.indexed_session(handle).await? else {
+        return Ok(None);
+    };
+    Ok(Some(parts.sessions.open_by_key(row.session_key)))
+}
+
+/// Saves a session opened by [`open_by_handle`] if this request changed it and it still exists
+/// (an ended session has no id, and must not be written back).
+pub async fn persist(session: &Session) -> Result<(), SessionError> {
+    if session.id().is_some() && session.is_modified() {
+        session.save().await?;
+    }
+    Ok(())
+}
+
+/// [`live`] for the session with this handle, saved at once.
+pub async fn live_by_handle(
+    parts: Parts<'_>,
+    handle: &str,
+) -> Result<Option<(Session, SessionRecord)>, SessionError> {
+    let Some(session) = open_by_handle(parts, handle).await? else {
+        return Ok(None);
+    };
+    let Some(record) = live(parts, &session).await? else {
+        return Ok(None);
+    };
+    persist(&session).await?;
+    Ok(Some((session, record)))
+}

@@ -1,0 +1,54 @@
+//! Opening the stores a broker runs on: the SQL store, and the session store beside it (the same
+//! database, or Redis).
+
+use time::OffsetDateTime;
+
+use super::{PgSessions, RedisSessions, SessionBackend, SqliteSessions, hashed_ids};
+use crate::config::{Config, SessionStoreConfig};
+use crate::store::{Native, Store, StoreOpenError};
+
+/// The SQL store and the session store, opened from a configuration.
+#[derive(Clone)]
+pub struct Backends {
+    pub store: Store,
+    pub sessions: SessionBackend,
+}
+
+impl Backends {
+    pub async fn open(config: &Config) -> Result<Backends, StoreOpenError> {
+        let (store, native) = Store::open(config).await?;
+        let migrate = |e: String| StoreOpenError::Migrate(e);
+        let (sql_sessions, sqlite) = match native {
+            Native::Sqlite(pool, file) => {
+                let s = SqliteSessions::new(pool, file);
+                s.migrate().await.map_err(|e| migrate(e.to_string()))?;
+                (SessionBackend::Sqlite(s), true)
+            }
+            Native::Postgres(pool, schema) => {
+                let s = PgSessions::new(pool, &schema).map_err(StoreOpenError::Migrate)?;
+                s.migrate().await.map_err(|e| migrate(e.to_string()))?;
+                (SessionBackend::Postgres(s), false)
+            }
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let moved = hashed_ids::upgrade_sql(store.pool(), sqlite, now)
+            .await
+            .map_err(|e| migrate(e.to_string()))?;
+        if moved > 0 {
+            tracing::info!(moved, "session rows moved from clear ids to hashed keys");
+        }
+        let sessions = match &config.sessions {
+            Some(SessionStoreConfig {
+                url,
+                prefix,
+                local_cache,
+            }) => SessionBackend::Redis(
+                RedisSessions::connect(url, prefix, *local_cache)
+                    .await
+                    .map_err(StoreOpenError::Sessions)?,
+            ),
+            None => sql_sessions,
+        };
+        Ok(Backends { store, sessions })
+    }
+}
