@@ -4,24 +4,7 @@
 
 use tower_sessions::Session;
 
-use super::store::SessionBackend;
-use super::{SessionError, SessionRecord, record, refresh};
-use crate::clock::SharedClock;
-use crate::config::SessionConfig;
-use crate::providers::ProviderRegistry;
-use crate::store::Store;
-use crate::tokens::TokenVault;
-
-/// What session work needs from the app.
-#[derive(Clone, Copy)]
-pub struct Parts<'a> {
-    pub store: &'a Store,
-    pub sessions: &'a SessionBackend,
-    pub vault: &'a TokenVault,
-    pub providers: &'a ProviderRegistry,
-    pub policy: &'a SessionConfig,
-    pub clock: &'a SharedClock,
-}
+use super::{Parts, SessionError, SessionRecord, record, refresh};
 
 /// The live record of `session`, touched and with provider tokens refreshed when due; `None` when
 /// there is no live session.

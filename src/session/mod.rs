@@ -20,10 +20,28 @@ pub mod store;
 
 pub use cookie::CookiePolicy;
 pub use end::end_session;
-pub use live::{Parts, live, live_by_handle, open_by_handle, persist};
+pub use live::{live, live_by_handle, open_by_handle, persist};
 pub use record::{
     RECORD_KEY, SessionRecord, SessionView, current, end, needs_touch, put, rfc3339, start,
 };
+
+use crate::clock::SharedClock;
+use crate::config::SessionConfig;
+use crate::providers::ProviderRegistry;
+use crate::store::Store;
+use crate::tokens::TokenVault;
+use store::SessionBackend;
+
+/// What session work needs from the app.
+#[derive(Clone, Copy)]
+pub struct Parts<'a> {
+    pub store: &'a Store,
+    pub sessions: &'a SessionBackend,
+    pub vault: &'a TokenVault,
+    pub providers: &'a ProviderRegistry,
+    pub policy: &'a SessionConfig,
+    pub clock: &'a SharedClock,
+}
 
 /// Why session work failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tower_sessions::Session;
 
-use super::live::Parts;
-use super::{SessionError, SessionRecord, end_session, record};
+use super::{Parts, SessionError, SessionRecord, end_session, record};
 use crate::audit::{self, AuditEvent, Event};
 use crate::config::RefreshFailurePolicy;
 use crate::crypto;
