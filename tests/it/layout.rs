@@ -102,33 +102,29 @@ fn without_comments(text: &str) -> String {
     }
 }
 
-/// Every leaf path of the `use` trees in `code`.
+/// Every leaf path of the `use` declarations in `code` (a line that starts one, after any
+/// visibility, up to its `;`).
 fn use_paths(code: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = code;
-    while let Some(at) = find_word(rest, "use") {
-        rest = &rest[at + 3..];
-        let Some(end) = rest.find(';') else { break };
-        expand(rest[..end].trim(), "", &mut out);
-        rest = &rest[end..];
+    let mut offset = 0;
+    for line in code.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim_start();
+        let after_vis = match trimmed.strip_prefix("pub") {
+            Some(rest) if rest.starts_with('(') => rest.find(')').map(|i| &rest[i + 1..]),
+            Some(rest) => Some(rest),
+            None => Some(trimmed),
+        };
+        let Some(tree) = after_vis.map(str::trim_start).and_then(|t| t.strip_prefix("use ")) else {
+            continue;
+        };
+        let from = start + (line.len() - tree.len());
+        if let Some(end) = code[from..].find(';') {
+            expand(code[from..from + end].trim(), "", &mut out);
+        }
     }
     out
-}
-
-fn find_word(text: &str, word: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(at) = text[from..].find(word) {
-        let at = from + at;
-        let before = at.checked_sub(1).map(|i| bytes[i]);
-        let after = bytes.get(at + word.len()).copied();
-        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-        if !before.is_some_and(ident) && after.is_some_and(|b| b.is_ascii_whitespace()) {
-            return Some(at);
-        }
-        from = at + word.len();
-    }
-    None
 }
 
 fn expand(tree: &str, prefix: &str, out: &mut Vec<String>) {
@@ -150,7 +146,8 @@ fn expand(tree: &str, prefix: &str, out: &mut Vec<String>) {
         return;
     };
     let head = join(&tree[..open]);
-    let body = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let close = tree.rfind('}').filter(|&c| c > open).unwrap_or(tree.len());
+    let body = &tree[open + 1..close];
     let (mut depth, mut start) = (0usize, 0usize);
     for (i, c) in body.char_indices() {
         match c {
@@ -426,4 +423,20 @@ fn only_routes_and_the_app_take_the_app_state() {
         found.is_empty(),
         "below routes/, functions take the parts they use, not AppState: {found:?}"
     );
+}
+
+#[test]
+fn only_the_http_side_speaks_in_http_errors() {
+    // Domain modules return their own error types; error.rs maps each to a response, once.
+    let edges = imports(&sources());
+    let error = vec!["error".to_string()];
+    let wrong: Vec<String> = edges
+        .iter()
+        .filter(|(from, to)| {
+            to.contains_key(&error)
+                && !matches!(from.first().map(String::as_str), Some("routes") | Some("state"))
+        })
+        .map(|(from, _)| name(from))
+        .collect();
+    assert!(wrong.is_empty(), "these return AppError; give them their own error type: {wrong:?}");
 }
