@@ -16,10 +16,12 @@ pub mod live;
 pub mod me_cache;
 pub mod record;
 pub mod refresh;
+pub mod start;
 pub mod store;
 
 pub use cookie::CookiePolicy;
 pub use end::end_session;
+pub use start::Login;
 pub use live::{live, live_by_handle, open_by_handle, persist};
 pub use record::{
     RECORD_KEY, SessionRecord, SessionView, current, end, needs_touch, put, rfc3339, start,
