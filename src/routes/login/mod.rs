@@ -1,6 +1,6 @@
-//! Signing in: `GET /auth/login` starts a login ([`start`]); `GET /auth/callback/{id}` finishes it
-//! ([`callback`]). What every sign-in surface shares — `return_to`, token mode, landing back in
-//! the app — is in [`landing`]; [`finish_login`] is the common end of every kind's flow: claims →
+//! Signing in: `GET /auth/login` starts a login (`start`); `GET /auth/callback/{id}` finishes it
+//! (`callback`). What every sign-in surface shares — `return_to`, token mode, landing back in
+//! the app — is in `landing`; [`finish_login`] is the common end of every kind's flow: claims →
 //! identity → local user → fresh session.
 
 mod callback;
