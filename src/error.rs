@@ -123,16 +123,6 @@ impl AppError {
     }
 }
 
-/// A provider's error code reduced to what is safe to repeat in a message or a log: letters,
-/// digits and `_`, at most 64. Error descriptions and free text can echo request data, so only the
-/// code is ever shown.
-pub fn safe_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect()
-}
-
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -224,5 +214,30 @@ impl IntoResponse for AppError {
         }
         res.extensions_mut().insert(body);
         res
+    }
+}
+
+// Identity providers (`providers/`) and the normalised identity (`identity.rs`).
+
+impl From<crate::providers::ProviderError> for AppError {
+    fn from(e: crate::providers::ProviderError) -> Self {
+        use crate::providers::ProviderErrorKind as K;
+        let kind = match e.kind {
+            K::BadRequest => ErrorKind::BadRequest,
+            K::Unauthorized => ErrorKind::Unauthorized,
+            K::Upstream => ErrorKind::Provider,
+            K::Unavailable => ErrorKind::Unavailable,
+            K::Internal => ErrorKind::Internal,
+        };
+        let mut out = AppError::new(kind, e.code, e.message);
+        out.cause = e.cause;
+        out
+    }
+}
+
+impl From<crate::identity::IdentityError> for AppError {
+    fn from(e: crate::identity::IdentityError) -> Self {
+        let cause = format!("claim {}: {}", e.claim, e.what);
+        AppError::provider("invalid_claims", e.to_string(), cause)
     }
 }

@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::ClaimMapping;
-use crate::error::AppError;
 
 /// A provider identity after claim mapping. Stored as the user's profile and shown as `user`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,15 +32,23 @@ pub struct UserView {
     pub identity: Identity,
 }
 
-fn claim_error(claim: &str, what: &str) -> AppError {
-    AppError::provider(
-        "invalid_claims",
-        format!("The identity provider sent a `{claim}` claim that {what}."),
-        format!("claim {claim}: {what}"),
-    )
+/// A claim the provider sent that cannot be read as the identity needs it.
+#[derive(Debug, thiserror::Error)]
+#[error("The identity provider sent a `{claim}` claim that {what}.")]
+pub struct IdentityError {
+    pub claim: String,
+    /// What is wrong with it (`is not a string`, …).
+    pub what: &'static str,
 }
 
-fn opt_string(claims: &Map<String, Value>, claim: &str) -> Result<Option<String>, AppError> {
+fn claim_error(claim: &str, what: &'static str) -> IdentityError {
+    IdentityError {
+        claim: claim.to_string(),
+        what,
+    }
+}
+
+fn opt_string(claims: &Map<String, Value>, claim: &str) -> Result<Option<String>, IdentityError> {
     match claims.get(claim) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -51,7 +58,7 @@ fn opt_string(claims: &Map<String, Value>, claim: &str) -> Result<Option<String>
 }
 
 /// Some providers send `email_verified` as the string "true" (Cognito did); both forms are read.
-fn flag(claims: &Map<String, Value>, claim: &str) -> Result<bool, AppError> {
+fn flag(claims: &Map<String, Value>, claim: &str) -> Result<bool, IdentityError> {
     match claims.get(claim) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -63,7 +70,7 @@ fn flag(claims: &Map<String, Value>, claim: &str) -> Result<bool, AppError> {
 
 /// A list claim may be an array of strings, or a single string (space- or comma-separated lists
 /// are left whole: a provider that sends one group sends one string).
-fn string_list(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, AppError> {
+fn string_list(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, IdentityError> {
     match claims.get(claim) {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -86,7 +93,7 @@ pub fn from_claims(
     provider_kind: &str,
     claims: &Map<String, Value>,
     map: &ClaimMapping,
-) -> Result<Identity, AppError> {
+) -> Result<Identity, IdentityError> {
     let subject = match claims.get("sub") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
         Some(Value::String(_)) => {
@@ -146,7 +153,7 @@ mod tests {
             &ClaimMapping::default(),
         )
         .unwrap_err();
-        assert!(err.message.contains("`email`"), "{}", err.message);
+        assert!(err.to_string().contains("`email`"), "{err}");
         let err = from_claims(
             "p",
             "oidc",
@@ -154,7 +161,7 @@ mod tests {
             &ClaimMapping::default(),
         )
         .unwrap_err();
-        assert!(err.message.contains("`sub`"), "{}", err.message);
+        assert!(err.to_string().contains("`sub`"), "{err}");
     }
 
     #[test]

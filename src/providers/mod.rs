@@ -1,19 +1,30 @@
 //! Identity providers: one [`Provider`] per configured `[providers.ID]`. Every OpenID Connect kind
 //! (oidc, auth0, cognito, dev) goes through the same relying-party code; Firebase, which has no
 //! authorization endpoint for third parties, goes through its Identity Toolkit API. Kinds differ
-//! only where a provider departs from the standard.
+//! only where a provider departs from the standard, and only in here: a [`Provider`]'s methods
+//! (start a login, complete it, revoke, the logout URL, logout tokens) answer for its kind.
 
 mod audience;
 pub mod dev;
 mod discovery;
+mod error;
 pub mod firebase;
+mod login;
+mod logout;
 mod oidc;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use error::{NotSupported, ProviderError, ProviderErrorKind};
 pub use firebase::FirebaseClient;
-pub use oidc::{Discovered, Endpoint, OidcClient, ProviderTokens, RevokeError};
+pub use login::{
+    AuthorizationRequest, CallbackResponse, CompletedLogin, HostedSignIn, LoginStart, StartedLogin,
+};
+pub use logout::UpstreamLogout;
+pub use oidc::{Discovered, Endpoint, OidcClient, RevokeError};
+pub use tokens::ProviderTokens;
 
 use crate::clock::SharedClock;
 use crate::config::{ClaimMapping, Config, ProviderKind};
@@ -24,10 +35,14 @@ pub struct Provider {
     pub kind: ProviderKind,
     pub display_name: String,
     pub claims: ClaimMapping,
-    pub flow: Flow,
+    /// `/auth/callback/{id}` on the broker: where the provider sends the browser back.
+    callback_url: String,
+    flow: Flow,
 }
 
-pub enum Flow {
+/// How the broker signs in with a provider: as an OpenID Connect relying party, or through
+/// Firebase's API. Only this module looks inside.
+enum Flow {
     Oidc(OidcClient),
     Firebase(FirebaseClient),
 }
@@ -83,7 +98,7 @@ impl Provider {
             Flow::Firebase(f) => {
                 let tokens = f.refresh(refresh_token).await.map_err(|e| RefreshError {
                     definitive: e.code == "invalid_grant",
-                    reason: e.cause.unwrap_or(e.message),
+                    reason: e.reason(),
                 })?;
                 // Firebase's access token is its ID token: a refused one refuses the whole answer.
                 let raw = tokens.id_token.as_deref().unwrap_or(&tokens.access_token);
@@ -134,62 +149,6 @@ impl Provider {
             },
         }
     }
-
-    /// After a refused ID token the code is spent but the provider's tokens are live: revoke them
-    /// (the refresh token, which takes its access tokens along, else the access token) in the
-    /// background, so the error answer does not wait on the provider. Best effort: logged only.
-    pub fn discard_tokens(self: &Arc<Self>, tokens: ProviderTokens) {
-        let Flow::Oidc(_) = &self.flow else { return };
-        let provider = self.clone();
-        tokio::spawn(async move {
-            let Flow::Oidc(client) = &provider.flow else {
-                return;
-            };
-            let (token, hint) = match tokens.refresh_token.as_deref() {
-                Some(rt) => (rt, "refresh_token"),
-                None => (tokens.access_token.as_str(), "access_token"),
-            };
-            let outcome = tokio::time::timeout(
-                std::time::Duration::from_secs(15),
-                client.revoke_token(token, hint),
-            )
-            .await;
-            match outcome {
-                Ok(Ok(true)) => {
-                    tracing::info!(provider = %provider.id, token = hint, "tokens of a refused sign-in revoked")
-                }
-                Ok(Ok(false)) => {
-                    tracing::warn!(provider = %provider.id, "tokens of a refused sign-in stay live: the provider has no revocation endpoint")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(provider = %provider.id, reason = %e.reason, "revoking the tokens of a refused sign-in failed")
-                }
-                Err(_) => {
-                    tracing::warn!(provider = %provider.id, "revoking the tokens of a refused sign-in timed out")
-                }
-            }
-        });
-    }
-}
-
-/// A failed call to a provider: a timeout or connection failure is a 503 (try again); a refused
-/// address or a malformed request is the provider being unusable as configured.
-pub(crate) fn transport_error(
-    provider_id: &str,
-    e: crate::http_client::HttpError,
-) -> crate::error::AppError {
-    use crate::error::AppError;
-    if e.is_transient() {
-        AppError::unavailable(&format!("identity provider `{provider_id}`"), e)
-    } else {
-        AppError::provider(
-            "provider_unreachable",
-            format!(
-                "The identity provider `{provider_id}` cannot be used: its address is not allowed or the request failed."
-            ),
-            e,
-        )
-    }
 }
 
 pub struct ProviderRegistry {
@@ -226,6 +185,7 @@ impl ProviderRegistry {
                 };
                 let p = Provider {
                     id: id.clone(),
+                    callback_url: config.server.url(&format!("/auth/callback/{id}")),
                     kind: pc.kind,
                     display_name: pc.display_name.clone(),
                     claims: pc.claims.clone(),

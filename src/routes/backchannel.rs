@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::audit::{self, AuditEvent, Event};
-use crate::providers::Flow;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,13 +46,18 @@ async fn backchannel(
     Path(provider_id): Path<String>,
     form: Result<Form<BackchannelForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Some(Flow::Oidc(client)) = state.providers.get(&provider_id).map(|p| &p.flow) else {
+    // A provider whose kind sends no logout tokens is as unknown here as one not configured.
+    let Some(upstream) = state
+        .providers
+        .get(&provider_id)
+        .and_then(|p| p.upstream_logout().ok())
+    else {
         return refuse("unknown provider");
     };
     let Some(token) = form.ok().and_then(|Form(f)| f.logout_token) else {
         return refuse("logout_token is missing");
     };
-    let claims = match client.verify_logout_token(&token).await {
+    let claims = match upstream.verify_logout_token(&token).await {
         Ok(c) => c,
         Err(why) => {
             tracing::info!(provider = %provider_id, reason = %why, "back-channel logout refused");
@@ -133,13 +137,17 @@ async fn frontchannel(
     Path(provider_id): Path<String>,
     Query(q): Query<FrontchannelParams>,
 ) -> Response {
-    let Some(Flow::Oidc(client)) = state.providers.get(&provider_id).map(|p| &p.flow) else {
+    let Some(upstream) = state
+        .providers
+        .get(&provider_id)
+        .and_then(|p| p.upstream_logout().ok())
+    else {
         return (StatusCode::NOT_FOUND, "unknown provider").into_response();
     };
     let (Some(iss), Some(sid)) = (q.iss.as_deref(), q.sid.as_deref()) else {
         return (StatusCode::BAD_REQUEST, "iss and sid are required").into_response();
     };
-    if iss != client.issuer.as_str() {
+    if iss != upstream.issuer() {
         return (StatusCode::BAD_REQUEST, "iss is not this provider's issuer").into_response();
     }
     match end_sessions(

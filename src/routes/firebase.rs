@@ -2,22 +2,20 @@
 //! token obtained by the Firebase JS SDK (the pattern of Firebase's own session cookies).
 
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
-use url::Url;
 
 use super::login::{
-    find_provider, finish_login, land, login_failed, token_mode, validate_return_to,
+    find_provider, finish_login, land, login_failed, sign_in_page, token_mode, validate_return_to,
 };
 use super::{AppState, check_same_site};
 use crate::client_info::ClientInfo;
-use crate::error::{AppError, AppResult, ErrorKind};
-use crate::providers::firebase::{HANDOFF_MAX_AUTH_AGE, IdTokenError};
-use crate::providers::{FirebaseClient, Flow, Provider};
+use crate::error::{AppError, AppResult};
+use crate::providers::{HostedSignIn, Provider, ProviderErrorKind};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,54 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/auth/firebase/{provider}/session", post(handoff))
 }
 
-fn firebase_of(provider: &Provider) -> AppResult<&FirebaseClient> {
-    match &provider.flow {
-        Flow::Firebase(fb) => Ok(fb),
-        Flow::Oidc(_) => Err(AppError::not_found(
+/// The provider's own sign-in form, which only some kinds have; the others are not found here.
+fn hosted_sign_in(provider: &Provider) -> AppResult<HostedSignIn<'_>> {
+    provider.hosted_sign_in().map_err(|_| {
+        AppError::not_found(
             "unknown_provider",
             "There is no Firebase provider by that name.",
-        )),
-    }
-}
-
-/// The sign-in page of a Firebase provider: email and password, and its federated providers.
-pub fn sign_in_page(
-    state: &AppState,
-    provider: &Provider,
-    fb: &FirebaseClient,
-    return_to: &str,
-    token_mode: bool,
-    error: Option<&str>,
-) -> AppResult<Response> {
-    let federated: Vec<_> = fb
-        .federated
-        .iter()
-        .map(|idp| {
-            let mut u = Url::parse(&state.login_url()).ok();
-            if let Some(u) = u.as_mut() {
-                u.query_pairs_mut().append_pair("provider", &provider.id).append_pair("idp", idp).append_pair("return_to", return_to);
-                if token_mode {
-                    u.query_pairs_mut().append_pair("mode", "token");
-                }
-            }
-            minijinja::context! { name => idp.clone(), url => u.map(|u| u.to_string()).unwrap_or_default() }
-        })
-        .collect();
-    let page = state.render(
-        "firebase_login.html",
-        minijinja::context! {
-            provider => provider.display_name.clone(),
-            action => state.config.server.url(&format!("/auth/firebase/{}/password", provider.id)),
-            return_to => return_to,
-            mode => if token_mode { "token" } else { "cookie" },
-            federated => federated,
-            error => error,
-        },
-    )?;
-    Ok(if error.is_some() {
-        (StatusCode::UNAUTHORIZED, page).into_response()
-    } else {
-        page
+        )
     })
 }
 
@@ -98,37 +55,35 @@ async fn password(
     let outcome = async {
         check_same_site(&state, &headers)?;
         let provider = find_provider(&state, &provider_id)?;
-        let fb = firebase_of(&provider)?;
+        let hosted = hosted_sign_in(&provider)?;
         let return_to = validate_return_to(&state, form.return_to.as_deref())?;
         let token_mode = token_mode(form.mode.as_deref())?;
-        let tokens = match fb
-            .sign_in_with_password(form.email.trim(), &form.password)
+        let login = match hosted
+            .with_password(form.email.trim(), &form.password)
             .await
         {
-            Ok(t) => t,
+            Ok(login) => login,
             // A wrong password shows the form again, with the message, and nothing else changes.
-            Err(e) if e.kind == ErrorKind::Unauthorized => {
+            Err(e) if e.kind == ProviderErrorKind::Unauthorized => {
+                let e = AppError::from(e);
                 login_failed(&state, &provider_id, &client, &e).await;
                 return sign_in_page(
                     &state,
                     &provider,
-                    fb,
+                    &hosted,
                     &return_to,
                     token_mode,
                     Some(&e.message),
                 );
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
-        let claims = fb
-            .verify_id_token(tokens.id_token.as_deref().unwrap_or_default(), None)
-            .await?;
         let record = finish_login(
             &state,
             &web_session,
             &provider,
-            &claims,
-            Some(&tokens),
+            &login.claims,
+            Some(&login.tokens),
             &client,
         )
         .await?;
@@ -159,14 +114,11 @@ async fn handoff(
     let outcome = async {
         check_same_site(&state, &headers)?;
         let provider = find_provider(&state, &provider_id)?;
-        let fb = firebase_of(&provider)?;
+        let hosted = hosted_sign_in(&provider)?;
         let Json(body) = body.map_err(|_| {
             AppError::bad_request("invalid_request", "Send a JSON body {\"id_token\": \"…\"}.")
         })?;
-        let claims = fb
-            .verify_id_token(&body.id_token, Some(HANDOFF_MAX_AUTH_AGE))
-            .await
-            .map_err(IdTokenError::from_caller)?;
+        let claims = hosted.verify_handoff(&body.id_token).await?;
         let record = finish_login(&state, &web_session, &provider, &claims, None, &client).await?;
         let view = record.view(&state.config.session);
         Ok(Json(serde_json::json!({"user": record.user, "session": view})).into_response())

@@ -14,7 +14,7 @@ use super::{AppState, caller, check_same_site};
 use crate::audit::{self, AuditEvent, Event};
 use crate::client_info::ClientInfo;
 use crate::error::AppResult;
-use crate::providers::{Flow, OidcClient};
+use crate::providers::{Provider, RevokeError};
 use crate::session;
 
 /// How long a failed revocation waits before its first retry.
@@ -68,25 +68,12 @@ async fn logout(
                 .as_deref()
                 .and_then(|s| state.vault.open(s, &row.handle).ok());
             state.end_session(&row).await?;
-            if let Some(Flow::Firebase(fb)) = state.providers.get(&row.provider).map(|p| &p.flow) {
-                // Firebase has no token revocation endpoint: its sessions end by validSince.
-                match fb.revoke_sessions(&row.subject).await {
-                    Ok(true) => {
-                        tracing::info!(provider = %fb.id, session = %row.handle, "Firebase sessions revoked")
-                    }
-                    Ok(false) => {
-                        tracing::info!(provider = %fb.id, "Firebase sessions not revoked: no service account configured")
-                    }
-                    Err(e) => {
-                        tracing::warn!(provider = %fb.id, session = %row.handle, reason = %e.cause.as_deref().unwrap_or(&e.message), "Firebase revocation failed")
-                    }
-                }
-            }
-            if let Some(Flow::Oidc(client)) = state.providers.get(&row.provider).map(|p| &p.flow) {
+            if let Some(provider) = state.providers.get(&row.provider) {
+                provider.end_user_sessions(&row.subject, &row.handle).await;
                 if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh_token.as_deref()) {
-                    revocation = Some(revoke_or_queue(&state, client, rt, &row.handle).await);
+                    revocation = revoke_or_queue(&state, provider, rt, &row.handle).await;
                 }
-                if let Some(u) = client
+                if let Some(u) = provider
                     .logout_url(
                         tokens.as_ref().and_then(|t| t.id_token.as_deref()),
                         &logged_out,
@@ -127,44 +114,55 @@ async fn logout(
 
 /// Revokes now; if the provider cannot be reached, queues the (sealed) token for retry. Returns
 /// the outcome for the audit: `revoked`, `queued`, `not_queued`, or `nothing_revoked` when the
-/// provider names no revocation endpoint anywhere (the token then stays valid at the provider).
+/// provider names no revocation endpoint anywhere (the token then stays valid at the provider);
+/// `None` when the provider's kind revokes no single tokens.
 pub async fn revoke_or_queue(
     state: &AppState,
-    client: &OidcClient,
+    provider: &Provider,
     refresh_token: &str,
     handle: &str,
-) -> &'static str {
-    match client.revoke(refresh_token).await {
+) -> Option<&'static str> {
+    let outcome = match provider.revoke_refresh_token(refresh_token).await {
         Ok(true) => {
-            tracing::info!(provider = %client.id, session = %handle, "refresh token revoked");
+            tracing::info!(provider = %provider.id, session = %handle, "refresh token revoked");
             "revoked"
         }
         Ok(false) => {
-            tracing::warn!(provider = %client.id, session = %handle, "nothing revoked: the provider has no revocation endpoint (set revocation_endpoint if it has one); its refresh token stays valid there");
+            tracing::warn!(provider = %provider.id, session = %handle, "nothing revoked: the provider has no revocation endpoint (set revocation_endpoint if it has one); its refresh token stays valid there");
             "nothing_revoked"
         }
-        Err(e) => {
-            tracing::warn!(provider = %client.id, session = %handle, reason = %e.reason, "revocation failed; queued for retry");
-            let context = format!("revoke:{handle}");
-            let queued = match state.vault.seal_value(refresh_token, &context) {
-                Ok(sealed) => {
-                    let next = state.clock.now().unix_timestamp() + REVOKE_RETRY_SECS;
-                    state
-                        .store
-                        .queue_revocation(&client.id, &sealed, &context, next, &e.reason)
-                        .await
-                        .is_ok()
-                }
-                Err(_) => false,
-            };
-            if queued {
+        Err(RevokeError::NotSupported) => return None,
+        Err(RevokeError::Failed { reason, .. }) => {
+            tracing::warn!(provider = %provider.id, session = %handle, reason = %reason, "revocation failed; queued for retry");
+            if queue_revocation(state, &provider.id, refresh_token, handle, &reason).await {
                 "queued"
             } else {
-                tracing::error!(provider = %client.id, session = %handle, "revocation could not be queued");
+                tracing::error!(provider = %provider.id, session = %handle, "revocation could not be queued");
                 "not_queued"
             }
         }
-    }
+    };
+    Some(outcome)
+}
+
+/// Seals the token and queues it for [`retry_revocations`]; whether that worked.
+async fn queue_revocation(
+    state: &AppState,
+    provider_id: &str,
+    refresh_token: &str,
+    handle: &str,
+    reason: &str,
+) -> bool {
+    let context = format!("revoke:{handle}");
+    let Ok(sealed) = state.vault.seal_value(refresh_token, &context) else {
+        return false;
+    };
+    let next = state.clock.now().unix_timestamp() + REVOKE_RETRY_SECS;
+    state
+        .store
+        .queue_revocation(provider_id, &sealed, &context, next, reason)
+        .await
+        .is_ok()
 }
 
 /// Retries queued revocations whose time has come: backoff doubles from a minute up to an hour;
@@ -174,32 +172,34 @@ pub async fn retry_revocations(state: &AppState) {
     let Ok(due) = state.store.due_revocations(now).await else {
         return;
     };
-    for (id, provider, sealed, context, attempts) in due {
-        let client = match state.providers.get(&provider).map(|p| &p.flow) {
-            Some(Flow::Oidc(c)) => c,
-            _ => {
-                let _ = state.store.revocation_done(id).await;
-                continue;
-            }
+    for (id, provider_id, sealed, context, attempts) in due {
+        // A provider gone from the config: dropped.
+        let Some(provider) = state.providers.get(&provider_id) else {
+            let _ = state.store.revocation_done(id).await;
+            continue;
         };
         let Ok(token) = state.vault.open_value(&sealed, &context) else {
             let _ = state.store.revocation_done(id).await;
             continue;
         };
-        match client.revoke(&token).await {
+        match provider.revoke_refresh_token(&token).await {
             Ok(_) => {
-                tracing::info!(%provider, attempts, "queued revocation succeeded");
+                tracing::info!(provider = %provider_id, attempts, "queued revocation succeeded");
+                let _ = state.store.revocation_done(id).await;
+            }
+            // The provider's kind (changed in the config) revokes no single tokens: dropped.
+            Err(RevokeError::NotSupported) => {
                 let _ = state.store.revocation_done(id).await;
             }
             Err(e) if attempts >= 10 => {
-                tracing::error!(%provider, attempts, reason = %e.reason, "revocation given up");
+                tracing::error!(provider = %provider_id, attempts, reason = %e, "revocation given up");
                 let _ = state.store.revocation_done(id).await;
             }
             Err(e) => {
                 let wait = (REVOKE_RETRY_SECS << attempts.clamp(0, 6)).min(3600);
                 let _ = state
                     .store
-                    .revocation_retry(id, now + wait, &e.reason)
+                    .revocation_retry(id, now + wait, &e.to_string())
                     .await;
             }
         }
