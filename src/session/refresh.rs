@@ -158,7 +158,7 @@ async fn refresh_locked(
             if let Some(why) = refreshed.id_token_refused {
                 event = event.detail("id_token_refused", why);
             }
-            audit::record(&parts.store, now_ts, event).await;
+            audit::record(parts.store, now_ts, event).await;
             Ok(Some(r))
         }
         Err(e) if e.definitive => {
@@ -202,5 +202,5 @@ async fn refresh_failed(
         // Written by the provider clients (status and safe error code, or a transport error).
         .detail("reason", reason.chars().take(200).collect::<String>())
         .detail("session_ended", session_ended);
-    audit::record(&parts.store, now.unix_timestamp(), event).await;
+    audit::record(parts.store, now.unix_timestamp(), event).await;
 }

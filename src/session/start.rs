@@ -35,7 +35,9 @@ pub async fn after_login(
     // Saved now (not after the response) so that the session has its id for the index.
     web_session.save().await?;
     let Some(session_id) = web_session.id() else {
-        return Err(SessionError::Internal("session has no id after save".into()));
+        return Err(SessionError::Internal(
+            "session has no id after save".into(),
+        ));
     };
     let stored = login
         .tokens

@@ -116,7 +116,10 @@ fn use_paths(code: &str) -> Vec<String> {
             Some(rest) => Some(rest),
             None => Some(trimmed),
         };
-        let Some(tree) = after_vis.map(str::trim_start).and_then(|t| t.strip_prefix("use ")) else {
+        let Some(tree) = after_vis
+            .map(str::trim_start)
+            .and_then(|t| t.strip_prefix("use "))
+        else {
             continue;
         };
         let from = start + (line.len() - tree.len());
@@ -376,7 +379,11 @@ fn the_configuration_imports_nothing_above_it() {
             }
         }
     }
-    assert!(wrong.is_empty(), "the configuration must be a leaf:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "the configuration must be a leaf:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -429,9 +436,15 @@ fn only_the_http_side_speaks_in_http_errors() {
         .iter()
         .filter(|(from, to)| {
             to.contains_key(&error)
-                && !matches!(from.first().map(String::as_str), Some("routes") | Some("state"))
+                && !matches!(
+                    from.first().map(String::as_str),
+                    Some("routes") | Some("state")
+                )
         })
         .map(|(from, _)| name(from))
         .collect();
-    assert!(wrong.is_empty(), "these return AppError; give them their own error type: {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "these return AppError; give them their own error type: {wrong:?}"
+    );
 }

@@ -17,13 +17,13 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
 use crate::store::session_key::{self, SessionKey};
 
-pub mod hashed_ids;
+mod hashed_ids;
 mod open;
 mod postgres;
-pub mod record_cache;
+mod record_cache;
 mod redis;
 mod sqlite;
-pub mod sqlite_cache;
+mod sqlite_cache;
 
 pub use open::Backends;
 pub use postgres::PgSessions;
