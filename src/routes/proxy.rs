@@ -206,26 +206,31 @@ async fn forward(
         .map_err(|_| unavailable(format!("{}: no answer in time", route.prefix)))?
         .map_err(|e| unavailable(format!("{}: {}", route.prefix, e.without_url())))?;
 
+    let mut res = answer(upstream, &state.cookies)?;
+    res.extensions_mut().insert(Proxied);
+    Ok(res)
+}
+
+/// The upstream's answer as the caller gets it: status, headers less hop-by-hop ones and any
+/// `Set-Cookie` of the broker's own cookies (an upstream may not set, and so fix, them), and the
+/// body streamed.
+fn answer(upstream: reqwest::Response, cookies: &CookiePolicy) -> AppResult<Response> {
     let mut res = Response::builder().status(upstream.status());
     let dropped = hop_by_hop(upstream.headers());
     if let Some(out) = res.headers_mut() {
         for (name, value) in upstream.headers() {
-            // An upstream may not set (and so fix) the broker's own cookies.
             let broker_cookie = name == header::SET_COOKIE
                 && value.to_str().is_ok_and(|v| {
                     let cookie = v.split_once('=').map_or(v, |(k, _)| k).trim();
-                    cookie == state.cookies.session_name || cookie == state.cookies.login_name
+                    cookie == cookies.session_name || cookie == cookies.login_name
                 });
             if !dropped.contains(name) && !broker_cookie {
                 out.append(name.clone(), value.clone());
             }
         }
     }
-    let mut res = res
-        .body(Body::from_stream(upstream.bytes_stream()))
-        .map_err(AppError::internal)?;
-    res.extensions_mut().insert(Proxied);
-    Ok(res)
+    res.body(Body::from_stream(upstream.bytes_stream()))
+        .map_err(AppError::internal)
 }
 
 #[cfg(test)]

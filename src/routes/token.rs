@@ -23,6 +23,7 @@ use crate::audit::{self, AuditEvent, Event, RevokedBy};
 use crate::client_info::ClientInfo;
 use crate::crypto;
 use crate::error::{AppError, AppResult};
+use crate::store::RefreshTokenRow;
 use crate::tokens::broker_jwt::AccessClaims;
 
 pub fn router() -> Router<AppState> {
@@ -224,47 +225,10 @@ async fn refresh(
         audit::record(&state.store, now, event).await;
         return Err(invalid_grant(ENDED));
     };
-    let refresh_token = if !tokens.rotate_refresh_tokens {
-        req.refresh_token
-    } else if let Some(sealed) = &row.successor_sealed {
-        // A retry within the grace window (a lost answer, two tabs at once): the same successor,
-        // so there is still one chain, and a copy used later is still recognised.
-        state
-            .vault
-            .open_value(sealed, &successor_context(&row.handle))
-            .map_err(|_| invalid_grant(ENDED))?
+    let refresh_token = if tokens.rotate_refresh_tokens {
+        successor(&state, &row, &req.refresh_token, &caller, now).await?
     } else {
-        let next = format!("rt_{}", crypto::random_token(32));
-        let sealed = state
-            .vault
-            .seal_value(&next, &successor_context(&row.handle))
-            .map_err(AppError::internal)?;
-        let rotated = state
-            .store
-            .rotate_refresh_token(
-                &req.refresh_token,
-                &next,
-                &sealed,
-                &row.handle,
-                now,
-                caller.record.absolute_expires_at,
-            )
-            .await?;
-        if rotated {
-            next
-        } else {
-            // Another request rotated it a moment ago: its successor is the one.
-            let sealed = state
-                .store
-                .refresh_token(&req.refresh_token)
-                .await?
-                .and_then(|r| r.successor_sealed)
-                .ok_or_else(|| invalid_grant(ENDED))?;
-            state
-                .vault
-                .open_value(&sealed, &successor_context(&row.handle))
-                .map_err(|_| invalid_grant(ENDED))?
-        }
+        req.refresh_token
     };
     let response = token_response(&state, &caller, &refresh_token).await?;
     let event = AuditEvent::new(Event::RefreshSucceeded)
@@ -275,6 +239,56 @@ async fn refresh(
         .detail("token", "broker");
     audit::record(&state.store, now, event).await;
     Ok(response)
+}
+
+/// The refresh token that replaces `presented` (rotation on). A retry within the grace window (a
+/// lost answer, two tabs at once) gets the same successor, so there is still one chain, and a copy
+/// used later is still recognised.
+async fn successor(
+    state: &AppState,
+    row: &RefreshTokenRow,
+    presented: &str,
+    caller: &Caller,
+    now: i64,
+) -> AppResult<String> {
+    const ENDED: &str = "This sign-in has ended. Sign in again.";
+    let context = successor_context(&row.handle);
+    if let Some(sealed) = &row.successor_sealed {
+        return state
+            .vault
+            .open_value(sealed, &context)
+            .map_err(|_| invalid_grant(ENDED));
+    }
+    let next = format!("rt_{}", crypto::random_token(32));
+    let sealed = state
+        .vault
+        .seal_value(&next, &context)
+        .map_err(AppError::internal)?;
+    let rotated = state
+        .store
+        .rotate_refresh_token(
+            presented,
+            &next,
+            &sealed,
+            &row.handle,
+            now,
+            caller.record.absolute_expires_at,
+        )
+        .await?;
+    if rotated {
+        return Ok(next);
+    }
+    // Another request rotated it a moment ago: its successor is the one.
+    let sealed = state
+        .store
+        .refresh_token(presented)
+        .await?
+        .and_then(|r| r.successor_sealed)
+        .ok_or_else(|| invalid_grant(ENDED))?;
+    state
+        .vault
+        .open_value(&sealed, &context)
+        .map_err(|_| invalid_grant(ENDED))
 }
 
 fn successor_context(handle: &str) -> String {

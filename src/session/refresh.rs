@@ -127,38 +127,11 @@ async fn refresh_locked(
     };
     match provider.refresh(&refresh_token, &row.subject).await {
         Ok(refreshed) => {
-            let now_ts = now.unix_timestamp();
-            let mut stored = StoredTokens::from_response(&refreshed.tokens, now_ts);
-            // Cognito (and others without rotation) send no new refresh token: keep the old one.
-            if stored.refresh_token.is_none() {
-                stored.refresh_token = Some(refresh_token);
-            }
-            // No ID token in the answer, or one that failed §12.2's checks: the login's stays
-            // (it is the `id_token_hint` of the logout URL).
-            if stored.id_token.is_none() {
-                stored.id_token = tokens.id_token;
-            }
-            if let Some(why) = &refreshed.id_token_refused {
-                tracing::warn!(provider = %provider.id, session = %row.handle, reason = %why, "refreshed ID token refused; the previous one is kept");
-            }
-            let sealed = parts
-                .vault
-                .seal(&stored, &row.handle)
-                .map_err(|e| SessionError::Internal(e.to_string()))?;
-            // Stored before any response returns, so a rotated token is never lost.
-            parts
-                .store
-                .update_tokens(&row.handle, &sealed, stored.expires_at)
-                .await?;
+            let stored =
+                store_refreshed(parts, &row, tokens, refresh_token, refreshed, now).await?;
             let mut r = record.clone();
             r.refresh_at = due_at(&stored, policy.refresh_margin);
             record::put(web_session, &r).await?;
-            let mut event =
-                AuditEvent::of_session(Event::RefreshSucceeded, &row).detail("token", "provider");
-            if let Some(why) = refreshed.id_token_refused {
-                event = event.detail("id_token_refused", why);
-            }
-            audit::record(parts.store, now_ts, event).await;
             Ok(Some(r))
         }
         Err(e) if e.definitive => {
@@ -188,6 +161,45 @@ async fn refresh_locked(
             Ok(Some(r))
         }
     }
+}
+
+/// Keeps what a refresh answer leaves out (Cognito sends no new refresh token; a refused or
+/// missing ID token keeps the login's, the `id_token_hint` of the logout URL), then seals and
+/// stores the tokens before any response returns, so a rotated token is never lost.
+async fn store_refreshed(
+    parts: Parts<'_>,
+    row: &IndexedSession,
+    old: StoredTokens,
+    refresh_token: String,
+    refreshed: crate::providers::Refreshed,
+    now: OffsetDateTime,
+) -> Result<StoredTokens, SessionError> {
+    let now_ts = now.unix_timestamp();
+    let mut stored = StoredTokens::from_response(&refreshed.tokens, now_ts);
+    if stored.refresh_token.is_none() {
+        stored.refresh_token = Some(refresh_token);
+    }
+    if stored.id_token.is_none() {
+        stored.id_token = old.id_token;
+    }
+    if let Some(why) = &refreshed.id_token_refused {
+        tracing::warn!(provider = %row.provider, session = %row.handle, reason = %why, "refreshed ID token refused; the previous one is kept");
+    }
+    let sealed = parts
+        .vault
+        .seal(&stored, &row.handle)
+        .map_err(|e| SessionError::Internal(e.to_string()))?;
+    parts
+        .store
+        .update_tokens(&row.handle, &sealed, stored.expires_at)
+        .await?;
+    let mut event =
+        AuditEvent::of_session(Event::RefreshSucceeded, row).detail("token", "provider");
+    if let Some(why) = refreshed.id_token_refused {
+        event = event.detail("id_token_refused", why);
+    }
+    audit::record(parts.store, now_ts, event).await;
+    Ok(stored)
 }
 
 async fn refresh_failed(

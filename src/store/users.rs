@@ -112,42 +112,7 @@ impl Store {
                 .await?;
         let (target, new_user) = match known {
             Some((user_id,)) => (user_id, false),
-            None => {
-                // Only a verified email links, and only to a user whose email is verified too.
-                let by_email: Option<(String,)> =
-                    match (link_by, identity.email_verified, identity.email.as_deref()) {
-                        (LinkBy::VerifiedEmail, true, Some(email)) => sqlx::query_as(
-                            "SELECT id FROM users WHERE email_verified AND lower(email) = lower($1)
-                             ORDER BY created_at, id LIMIT 1",
-                        )
-                        .bind(email)
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                        _ => None,
-                    };
-                match by_email {
-                    Some((user_id,)) => (user_id, false),
-                    None => {
-                        let candidate = format!("usr_{}", crypto::random_token(16));
-                        sqlx::query(
-                            "INSERT INTO users (id, created_at, updated_at, email, email_verified, profile)
-                             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS
-                               (SELECT 1 FROM identities WHERE provider = $7 AND subject = $8)",
-                        )
-                        .bind(&candidate)
-                        .bind(ts)
-                        .bind(ts)
-                        .bind(&identity.email)
-                        .bind(identity.email_verified)
-                        .bind(&profile)
-                        .bind(&identity.provider)
-                        .bind(&identity.subject)
-                        .execute(&mut *tx)
-                        .await?;
-                        (candidate, true)
-                    }
-                }
-            }
+            None => target_user(&mut tx, identity, link_by, &profile, ts).await?,
         };
         let inserted = sqlx::query(
             "INSERT INTO identities (provider, subject, user_id, created_at, last_login_at)
@@ -293,4 +258,52 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The user a new identity joins: by verified email when `link_by` allows it, else a new user
+/// (made only if the identity is still unknown; a concurrent login may win the race, see
+/// `link_identity`). Returns the user id and whether it was made here.
+async fn target_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    identity: &Identity,
+    link_by: LinkBy,
+    profile: &str,
+    ts: i64,
+) -> Result<(String, bool), sqlx::Error> {
+    // Only a verified email links, and only to a user whose email is verified too.
+    let by_email: Option<(String,)> =
+        match (link_by, identity.email_verified, identity.email.as_deref()) {
+            (LinkBy::VerifiedEmail, true, Some(email)) => {
+                sqlx::query_as(
+                    "SELECT id FROM users WHERE email_verified AND lower(email) = lower($1)
+                     ORDER BY created_at, id LIMIT 1",
+                )
+                .bind(email)
+                .fetch_optional(&mut **tx)
+                .await?
+            }
+            _ => None,
+        };
+    Ok(match by_email {
+        Some((user_id,)) => (user_id, false),
+        None => {
+            let candidate = format!("usr_{}", crypto::random_token(16));
+            sqlx::query(
+                "INSERT INTO users (id, created_at, updated_at, email, email_verified, profile)
+                     SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS
+                       (SELECT 1 FROM identities WHERE provider = $7 AND subject = $8)",
+            )
+            .bind(&candidate)
+            .bind(ts)
+            .bind(ts)
+            .bind(&identity.email)
+            .bind(identity.email_verified)
+            .bind(profile)
+            .bind(&identity.provider)
+            .bind(&identity.subject)
+            .execute(&mut **tx)
+            .await?;
+            (candidate, true)
+        }
+    })
 }
