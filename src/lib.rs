@@ -22,6 +22,7 @@ pub mod listener;
 pub mod providers;
 pub mod redirect;
 pub mod routes;
+pub mod secret;
 pub mod session;
 pub mod state;
 pub mod store;
