@@ -155,17 +155,6 @@ impl AdminAuth {
     }
 }
 
-/// Checks a service account key file as config validation does: readable JSON with a client email
-/// and an RSA private key.
-pub fn check_service_account_file(path: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let file: ServiceAccountFile = serde_json::from_str(&text)
-        .map_err(|_| "not a service account key file (client_email, private_key)".to_string())?;
-    jsonwebtoken::EncodingKey::from_rsa_pem(file.private_key.as_bytes())
-        .map_err(|_| "its private_key is not an RSA key".to_string())?;
-    Ok(())
-}
-
 /// What Identity Toolkit's sign-in methods answer.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
