@@ -220,25 +220,7 @@ fn public_url(
             let u = format!("http://{listen}");
             Url::parse(&u).ok()
         }
-        Some(s) => match Url::parse(s) {
-            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
-                problem(problems, "server.public_url", "must not carry a query or fragment", "use the bare base URL, e.g. \"https://auth.example.com\"");
-                None
-            }
-            Ok(u) if u.scheme() == "https" => Some(u),
-            Ok(u) if u.scheme() == "http" => {
-                if production {
-                    problem(problems, "server.public_url", "plain http in production", "serve the broker over https (a TLS-terminating proxy in front) and set an https URL");
-                } else if !is_loopback_host(&u) {
-                    problem(problems, "server.public_url", "plain http is only accepted for a loopback host", "use https, or http://127.0.0.1:PORT / http://localhost:PORT for local development");
-                }
-                Some(u)
-            }
-            Ok(_) | Err(_) => {
-                problem(problems, "server.public_url", format!("`{s}` is not an http(s) URL"), "use the URL browsers reach the broker at, e.g. \"https://auth.example.com\"");
-                None
-            }
-        },
+        Some(s) => given_public_url(s, production, problems),
     }
     .map(|mut u| {
         // A base without a trailing slash joins predictably.
@@ -247,6 +229,50 @@ fn public_url(
         u
     })
     .unwrap_or_else(|| Url::parse("http://127.0.0.1:8080").unwrap_or_else(|_| unreachable_url()))
+}
+
+/// A written public URL: https, or plain http on a loopback host outside production.
+fn given_public_url(s: &str, production: bool, problems: &mut Vec<Problem>) -> Option<Url> {
+    let key = "server.public_url";
+    match Url::parse(s) {
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            problem(
+                problems,
+                key,
+                "must not carry a query or fragment",
+                "use the bare base URL, e.g. \"https://auth.example.com\"",
+            );
+            None
+        }
+        Ok(u) if u.scheme() == "https" => Some(u),
+        Ok(u) if u.scheme() == "http" => {
+            if production {
+                problem(
+                    problems,
+                    key,
+                    "plain http in production",
+                    "serve the broker over https (a TLS-terminating proxy in front) and set an https URL",
+                );
+            } else if !is_loopback_host(&u) {
+                problem(
+                    problems,
+                    key,
+                    "plain http is only accepted for a loopback host",
+                    "use https, or http://127.0.0.1:PORT / http://localhost:PORT for local development",
+                );
+            }
+            Some(u)
+        }
+        Ok(_) | Err(_) => {
+            problem(
+                problems,
+                key,
+                format!("`{s}` is not an http(s) URL"),
+                "use the URL browsers reach the broker at, e.g. \"https://auth.example.com\"",
+            );
+            None
+        }
+    }
 }
 
 fn unreachable_url() -> Url {
