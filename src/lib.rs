@@ -22,6 +22,7 @@ pub mod listener;
 pub mod providers;
 pub mod redirect;
 pub mod routes;
+pub mod secret;
 pub mod session;
 pub mod state;
 pub mod store;
@@ -121,19 +122,21 @@ impl App {
             .with_same_site(cookies.same_site)
             .with_path("/");
         let ring = match &config.keys {
-            Some(k) => KeyRing::new(&k.current, &k.ring).map_err(StartupError::Keys)?,
+            Some(k) => {
+                KeyRing::new(&k.current, &k.ring).map_err(|e| StartupError::Keys(e.to_string()))?
+            }
             None => {
                 // Config validation allows this only in development.
                 tracing::warn!(
                     "no [keys]: sealing provider tokens with a key that lasts until this process stops; see `oidc-broker keys generate`"
                 );
                 let key =
-                    tokens::seal::generate_key().map_err(|e| StartupError::Keys(e.to_string()))?;
+                    tokens::seal::random_key().map_err(|e| StartupError::Keys(e.to_string()))?;
                 KeyRing::new(
                     "ephemeral",
                     &[("ephemeral".to_string(), key)].into_iter().collect(),
                 )
-                .map_err(StartupError::Keys)?
+                .map_err(|e| StartupError::Keys(e.to_string()))?
             }
         };
         let vault = TokenVault::new(ring);

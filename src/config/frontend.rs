@@ -177,105 +177,125 @@ pub(super) fn validate_routes(
             return Vec::new();
         }
     };
-    let mut routes = Vec::new();
-    for (prefix, value) in BTreeMap::from_iter(table) {
-        let key = format!("routes.\"{prefix}\"");
-        let raw: RawRoute = match value.try_into() {
-            Ok(r) => r,
-            Err(e) => {
-                problem(
-                    problems,
-                    key,
-                    e.message().trim().to_string(),
-                    "the keys are upstream, identity_headers, jwt, audience and timeout",
-                );
-                continue;
-            }
-        };
-        let well_formed = prefix.starts_with('/')
-            && prefix.ends_with('/')
-            && prefix.len() > 1
-            && !prefix.contains("//")
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
-            && !prefix.split('/').any(|s| s == "." || s == "..");
-        if !well_formed {
+    BTreeMap::from_iter(table)
+        .into_iter()
+        .filter_map(|(prefix, value)| validate_route(prefix, value, token_audience, problems))
+        .collect()
+}
+
+fn validate_route(
+    prefix: String,
+    value: toml::Value,
+    token_audience: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<RouteConfig> {
+    let key = format!("routes.\"{prefix}\"");
+    let raw: RawRoute = match value.try_into() {
+        Ok(r) => r,
+        Err(e) => {
             problem(
                 problems,
-                key.clone(),
-                "a route prefix is a path that starts and ends with `/`",
-                "write e.g. [routes.\"/api/\"]",
+                key,
+                e.message().trim().to_string(),
+                "the keys are upstream, identity_headers, jwt, audience and timeout",
             );
-            continue;
+            return None;
         }
-        if RESERVED
-            .iter()
-            .any(|r| prefix.starts_with(r) || r.starts_with(prefix.as_str()))
-        {
-            problem(
-                problems,
-                key.clone(),
-                "overlaps a path the broker answers itself",
-                format!("choose a prefix outside {}", RESERVED.join(", ")),
-            );
-            continue;
-        }
-        let upstream = match raw.upstream.as_deref().map(Url::parse) {
-            Some(Ok(u))
-                if matches!(u.scheme(), "http" | "https")
-                    && u.host().is_some()
-                    && u.query().is_none()
-                    && u.username().is_empty() =>
-            {
-                u
-            }
-            Some(_) => {
-                problem(
-                    problems,
-                    format!("{key}.upstream"),
-                    "not an http(s) URL without query or credentials",
-                    "write e.g. \"http://127.0.0.1:9000/\"",
-                );
-                continue;
-            }
-            None => {
-                problem(
-                    problems,
-                    format!("{key}.upstream"),
-                    "missing",
-                    "name the server to forward to, e.g. upstream = \"http://127.0.0.1:9000/\"",
-                );
-                continue;
-            }
-        };
-        let timeout = duration_or(
-            problems,
-            &format!("{key}.timeout"),
-            raw.timeout.as_deref(),
-            Duration::from_secs(30),
-            Duration::from_secs(3600),
-        );
-        let audience = raw.audience.unwrap_or_else(|| upstream.to_string());
-        if audience == token_audience {
-            problem(
-                problems,
-                format!("{key}.audience"),
-                "is the audience of token-mode access tokens",
-                "give the upstream an audience of its own, e.g. its URL (the default)",
-            );
-            continue;
-        }
-        routes.push(RouteConfig {
-            prefix,
-            audience,
-            upstream,
-            identity_headers: raw.identity_headers.unwrap_or(true),
-            jwt: raw.jwt.unwrap_or(false),
-            timeout,
-        });
+    };
+    if !prefix_ok(&key, &prefix, problems) {
+        return None;
     }
-    routes
+    let upstream = upstream(&key, raw.upstream.as_deref(), problems)?;
+    let timeout = duration_or(
+        problems,
+        &format!("{key}.timeout"),
+        raw.timeout.as_deref(),
+        Duration::from_secs(30),
+        Duration::from_secs(3600),
+    );
+    let audience = raw.audience.unwrap_or_else(|| upstream.to_string());
+    if audience == token_audience {
+        problem(
+            problems,
+            format!("{key}.audience"),
+            "is the audience of token-mode access tokens",
+            "give the upstream an audience of its own, e.g. its URL (the default)",
+        );
+        return None;
+    }
+    Some(RouteConfig {
+        prefix,
+        audience,
+        upstream,
+        identity_headers: raw.identity_headers.unwrap_or(true),
+        jwt: raw.jwt.unwrap_or(false),
+        timeout,
+    })
+}
+
+/// A path that starts and ends with `/`, in plain characters, outside the broker's own paths.
+fn prefix_ok(key: &str, prefix: &str, problems: &mut Vec<Problem>) -> bool {
+    let well_formed = prefix.starts_with('/')
+        && prefix.ends_with('/')
+        && prefix.len() > 1
+        && !prefix.contains("//")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && !prefix.split('/').any(|s| s == "." || s == "..");
+    if !well_formed {
+        problem(
+            problems,
+            key,
+            "a route prefix is a path that starts and ends with `/`",
+            "write e.g. [routes.\"/api/\"]",
+        );
+        return false;
+    }
+    if RESERVED
+        .iter()
+        .any(|r| prefix.starts_with(r) || r.starts_with(prefix))
+    {
+        problem(
+            problems,
+            key,
+            "overlaps a path the broker answers itself",
+            format!("choose a prefix outside {}", RESERVED.join(", ")),
+        );
+        return false;
+    }
+    true
+}
+
+fn upstream(key: &str, given: Option<&str>, problems: &mut Vec<Problem>) -> Option<Url> {
+    match given.map(Url::parse) {
+        Some(Ok(u))
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.username().is_empty() =>
+        {
+            Some(u)
+        }
+        Some(_) => {
+            problem(
+                problems,
+                format!("{key}.upstream"),
+                "not an http(s) URL without query or credentials",
+                "write e.g. \"http://127.0.0.1:9000/\"",
+            );
+            None
+        }
+        None => {
+            problem(
+                problems,
+                format!("{key}.upstream"),
+                "missing",
+                "name the server to forward to, e.g. upstream = \"http://127.0.0.1:9000/\"",
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

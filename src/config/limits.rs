@@ -163,26 +163,41 @@ fn whole_number(v: &toml::Value) -> Option<usize> {
     n.and_then(|n| usize::try_from(n).ok())
 }
 
+/// Why a string is not a rate (the message follows the value: "`10/day` has `day` as its period…").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("is not a rate")]
+    NotARate,
+    #[error("does not start with a number of requests from 1 to {MAX_COUNT}")]
+    Count,
+    #[error("has `{0}` as its period, not s, min or h")]
+    Period(String),
+    #[error("has a burst that is not a number from 1 to {MAX_COUNT}")]
+    Burst,
+    #[error("has something after the rate other than `burst N`")]
+    Trailing,
+}
+
 /// `"off"`, `"N/s"`, `"N/min"`, `"N/h"`, each optionally followed by `burst B`.
-pub fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
+pub fn parse_rate(s: &str) -> Result<Option<Rate>, RateError> {
     let s = s.trim();
     if s == "off" {
         return Ok(None);
     }
     let mut words = s.split_whitespace();
     let Some((count, unit)) = words.next().and_then(|w| w.split_once('/')) else {
-        return Err("is not a rate".into());
+        return Err(RateError::NotARate);
     };
     let count = count
         .parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_COUNT).contains(n))
-        .ok_or_else(|| format!("does not start with a number of requests from 1 to {MAX_COUNT}"))?;
+        .ok_or(RateError::Count)?;
     let per = match unit {
         "s" => Duration::from_secs(1),
         "min" => Duration::from_secs(60),
         "h" => Duration::from_secs(3600),
-        _ => return Err(format!("has `{unit}` as its period, not s, min or h")),
+        _ => return Err(RateError::Period(unit.to_string())),
     };
     let burst = match (words.next(), words.next(), words.next()) {
         (None, _, _) => count,
@@ -190,16 +205,16 @@ pub fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_COUNT).contains(n))
-            .ok_or_else(|| format!("has a burst that is not a number from 1 to {MAX_COUNT}"))?,
-        _ => return Err("has something after the rate other than `burst N`".into()),
+            .ok_or(RateError::Burst)?,
+        _ => return Err(RateError::Trailing),
     };
     Ok(Some(Rate { count, per, burst }))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::from_toml_str;
     use super::*;
-    use crate::config::from_toml_str;
 
     const DEV: &str = "[server]\nenvironment = \"development\"\n[providers.dev]\nkind = \"dev\"\n";
 

@@ -2,29 +2,21 @@
 //! linking), `[audit]` (retention), and two keys of other sections, `[server] trusted_proxies` and
 //! `[session] max_per_user`.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::cidr::Cidr;
 use super::{Problem, parse_duration, problem, section};
-use crate::client_info::Cidr;
+use crate::secret::Secret;
 
 /// The shortest admin token accepted: a long random secret, not a password.
 pub const MIN_ADMIN_TOKEN: usize = 32;
 
 /// `[admin]`: the bearer token of the admin API. Without it the admin API answers 404.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AdminConfig {
-    pub token: String,
-}
-
-impl fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("token", &"(redacted)")
-            .finish()
-    }
+    pub token: Secret,
 }
 
 /// How a provider identity seen for the first time finds its local user.
@@ -69,7 +61,7 @@ pub(super) struct Operations {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,7 +117,7 @@ fn admin(raw: RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminConfig> {
         );
         return None;
     };
-    let token = token.trim().to_string();
+    let token = token.expose().trim();
     if token.chars().count() < MIN_ADMIN_TOKEN {
         problem(
             problems,
@@ -144,7 +136,9 @@ fn admin(raw: RawAdmin, problems: &mut Vec<Problem>) -> Option<AdminConfig> {
         );
         return None;
     }
-    Some(AdminConfig { token })
+    Some(AdminConfig {
+        token: Secret::new(token),
+    })
 }
 
 fn identity(raw: RawIdentity, problems: &mut Vec<Problem>) -> IdentityConfig {
@@ -198,7 +192,7 @@ fn trusted_proxies(value: toml::Value, problems: &mut Vec<Problem>) -> Vec<Cidr>
             Some(Err(why)) => problem(
                 problems,
                 key,
-                why,
+                why.to_string(),
                 "write an address or a network in CIDR form, e.g. \"10.0.0.0/8\"",
             ),
             None => problem(
@@ -235,7 +229,7 @@ fn max_per_user(value: toml::Value, problems: &mut Vec<Problem>) -> Option<usize
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{LinkBy, from_toml_str};
+    use super::super::{LinkBy, from_toml_str};
     use std::time::Duration;
 
     const DEV: &str = "[providers.dev]\nkind = \"dev\"\n";
@@ -272,7 +266,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.admin.as_ref().map(|a| a.token.as_str()),
+            c.admin.as_ref().map(|a| a.token.expose()),
             Some("0123456789abcdef0123456789abcdef-from-env")
         );
         assert!(!format!("{:?}", c.admin).contains("0123456789"));

@@ -68,7 +68,8 @@ pub fn build(
     {
         let secret = pc
             .client_secret
-            .clone()
+            .as_ref()
+            .map(|s| s.expose().to_string())
             .unwrap_or_else(|| crypto::random_token(32));
         let signer = RsaSigner::generate(format!("dev-{}", crypto::random_hex(4)))
             .map_err(|e| e.to_string())?;

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::{AppState, caller};
 use crate::audit::{self, AuditEvent, Event, RevokedBy};
 use crate::client_info::ClientInfo;
-use crate::crypto;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::session::list::live_sessions;
 use crate::session::rfc3339;
@@ -47,13 +46,8 @@ async fn require_admin(
         return AppError::not_found("not_found", "There is nothing here.").into_response();
     };
     let given = caller::bearer_token(req.headers());
-    // Hashed first, so that the comparison takes the same time whatever the lengths.
-    let authorized = given.is_some_and(|given| {
-        crypto::constant_time_eq(
-            &crypto::sha256_b64(given),
-            &crypto::sha256_b64(&admin.token),
-        )
-    });
+    // Hashed first (`matches`), so that the comparison takes the same time whatever the lengths.
+    let authorized = given.is_some_and(|given| admin.token.matches(given));
     if authorized {
         return next.run(req).await;
     }

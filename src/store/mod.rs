@@ -102,16 +102,6 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, Native), StoreOpenError> {
     Ok((any, Native::Sqlite(native, file)))
 }
 
-/// A schema name as an identifier: letters, digits and `_` only (so it can be quoted safely).
-pub fn valid_schema(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit()
-}
-
 async fn open_postgres(
     url: &str,
     schema: Option<&str>,
@@ -119,7 +109,7 @@ async fn open_postgres(
     let bad =
         |e: sqlx::Error| StoreOpenError::BadUrl(crate::config::redact_url(url), e.to_string());
     let schema = schema.unwrap_or("public").to_string();
-    if !valid_schema(&schema) {
+    if !crate::config::valid_schema(&schema) {
         return Err(StoreOpenError::BadUrl(
             crate::config::redact_url(url),
             format!("`{schema}` is not a usable schema name"),

@@ -10,6 +10,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use crate::crypto::{b64url, b64url_decode};
+use crate::secret::SecretKey;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
@@ -21,6 +22,15 @@ pub enum SealError {
     Tampered,
     #[error("sealing failed")]
     Crypto,
+}
+
+/// Why keys do not make a ring (the configuration's check refuses these first).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyRingError {
+    #[error("key `{0}` is unusable")]
+    Unusable(String),
+    #[error("the current key `{0}` is not in the ring")]
+    NoCurrent(String),
 }
 
 pub struct KeyRing {
@@ -37,29 +47,31 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// A new random 256-bit key, base64url, as `oidc-broker keys generate` prints it.
-pub fn generate_key() -> Result<String, SealError> {
+/// A new random 256-bit key.
+pub fn random_key() -> Result<SecretKey, SealError> {
     let mut k = [0u8; 32];
     SystemRandom::new()
         .fill(&mut k)
         .map_err(|_| SealError::Crypto)?;
-    Ok(b64url(&k))
+    Ok(SecretKey::new(k))
+}
+
+/// A new random 256-bit key, base64url, as `oidc-broker keys generate` prints it.
+pub fn generate_key() -> Result<String, SealError> {
+    random_key().map(|k| b64url(k.expose()))
 }
 
 impl KeyRing {
-    /// `keys` maps key ids to base64url-encoded 32-byte keys; `current` seals.
-    pub fn new(current: &str, keys: &BTreeMap<String, String>) -> Result<KeyRing, String> {
+    /// `keys` maps key ids to keys (as the configuration decodes them); `current` seals.
+    pub fn new(current: &str, keys: &BTreeMap<String, SecretKey>) -> Result<KeyRing, KeyRingError> {
         let mut ring = BTreeMap::new();
-        for (id, encoded) in keys {
-            let bytes = b64url_decode(encoded.trim())
-                .filter(|b| b.len() == 32)
-                .ok_or_else(|| format!("key `{id}` is not 32 bytes of base64url"))?;
-            let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
-                .map_err(|_| format!("key `{id}` is unusable"))?;
+        for (id, key) in keys {
+            let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
+                .map_err(|_| KeyRingError::Unusable(id.clone()))?;
             ring.insert(id.clone(), LessSafeKey::new(unbound));
         }
         if !ring.contains_key(current) {
-            return Err(format!("the current key `{current}` is not in the ring"));
+            return Err(KeyRingError::NoCurrent(current.to_string()));
         }
         Ok(KeyRing {
             current: current.to_string(),
@@ -120,7 +132,7 @@ mod tests {
         KeyRing::new(
             current,
             &ids.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .map(|(a, b)| (a.to_string(), crate::config::decode_key(b).unwrap()))
                 .collect(),
         )
         .unwrap()
@@ -159,13 +171,21 @@ mod tests {
     }
 
     #[test]
-    fn bad_keys_are_refused_at_load() {
-        let keys = |v: &str| {
-            [("k1".to_string(), v.to_string())]
-                .into_iter()
-                .collect::<BTreeMap<_, _>>()
-        };
-        assert!(KeyRing::new("k1", &keys("c2hvcnQ")).is_err());
-        assert!(KeyRing::new("k2", &keys(&generate_key().unwrap())).is_err());
+    fn a_ring_without_its_current_key_is_refused() {
+        let keys = [("k1".to_string(), random_key().unwrap())]
+            .into_iter()
+            .collect::<BTreeMap<_, _>>();
+        assert!(KeyRing::new("k1", &keys).is_ok());
+        assert_eq!(
+            KeyRing::new("k2", &keys).err(),
+            Some(KeyRingError::NoCurrent("k2".into()))
+        );
+    }
+
+    #[test]
+    fn generated_keys_decode_as_the_configuration_reads_them() {
+        let encoded = generate_key().unwrap();
+        assert_eq!(encoded.len(), 43);
+        assert!(crate::config::decode_key(&encoded).is_some());
     }
 }

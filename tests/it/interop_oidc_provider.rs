@@ -140,7 +140,12 @@ async fn stored_tokens(i: &Interop, handle: &str) -> Value {
     let sealed = row.tokens.unwrap();
     let ring = oidc_broker::tokens::seal::KeyRing::new(
         "t1",
-        &[("t1".to_string(), i.key.clone())].into_iter().collect(),
+        &[(
+            "t1".to_string(),
+            oidc_broker::config::decode_key(&i.key).unwrap(),
+        )]
+        .into_iter()
+        .collect(),
     )
     .unwrap();
     serde_json::from_slice(&ring.open(&sealed, handle).unwrap()).unwrap()

@@ -63,17 +63,6 @@ impl AdminAuth {
     }
 }
 
-/// Checks a service account key file as config validation does: readable JSON with a client email
-/// and an RSA private key.
-pub fn check_service_account_file(path: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let file: ServiceAccountFile = serde_json::from_str(&text)
-        .map_err(|_| "not a service account key file (client_email, private_key)".to_string())?;
-    jsonwebtoken::EncodingKey::from_rsa_pem(file.private_key.as_bytes())
-        .map_err(|_| "its private_key is not an RSA key".to_string())?;
-    Ok(())
-}
-
 impl FirebaseClient {
     /// Revokes every Firebase session of a user (`accounts:update` with `validSince` = now): ID
     /// tokens issued before stop verifying at Firebase. Needs admin credentials: the emulator's, or

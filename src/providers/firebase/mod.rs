@@ -20,7 +20,6 @@ use crate::config::FirebaseSettings;
 use crate::http_client::HttpClient;
 
 use admin::AdminAuth;
-pub use admin::check_service_account_file;
 use id_token::{GOOGLE_KEYS, KeyCache};
 pub use id_token::{HANDOFF_MAX_AUTH_AGE, IdTokenError};
 pub use toolkit::AuthUri;

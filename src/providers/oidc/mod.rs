@@ -79,7 +79,11 @@ impl OidcClient {
             domain_base: pc.domain_base.clone(),
             redirect_uri: config.server.url(&format!("/auth/callback/{id}")),
             client_id: pc.client_id.clone(),
-            client_secret: pc.client_secret.clone().or(dev_secret),
+            client_secret: pc
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .or(dev_secret),
             scopes: pc.scopes.clone(),
             fetch_userinfo: pc.fetch_userinfo,
             revocation_endpoint: pc.revocation_endpoint.clone(),

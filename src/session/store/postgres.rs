@@ -27,7 +27,7 @@ struct Queries {
 }
 
 impl PgSessions {
-    /// `schema` must already be a checked identifier ([`crate::store::valid_schema`]).
+    /// `schema` must already be a checked identifier ([`crate::config::valid_schema`]).
     pub fn new(pool: sqlx::PgPool, schema: &str) -> Result<Self, String> {
         let table = tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
             .with_schema_name(schema)
