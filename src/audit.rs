@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use crate::client_info::ClientInfo;
-use crate::store::{IndexedSession, Store};
+use crate::store::{IndexedSession, NewAuditRow, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -196,18 +196,34 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// The event as the store writes it.
+    fn row<'a>(&'a self, at: i64, detail: &'a str) -> NewAuditRow<'a> {
+        NewAuditRow {
+            at,
+            event: self.event.as_str(),
+            user_id: self.user_id.as_deref(),
+            session: self.session.as_deref(),
+            provider: self.provider.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            detail,
+        }
+    }
+}
+
 /// Writes the event to the store and to the log. Never fails: a store error is logged.
 pub async fn record(store: &Store, at: i64, event: AuditEvent) {
     let detail = Value::Object(event.detail.clone()).to_string();
     if !event.is_aggregated() {
         log(&event, &detail, None);
-        if let Err(e) = store.insert_audit(at, &event, &detail).await {
+        if let Err(e) = store.insert_audit(event.row(at, &detail)).await {
             tracing::warn!(event = event.event.as_str(), error = %e, "the audit event could not be stored");
         }
         return;
     }
     match store
-        .count_audit(at, &event, &detail, &event.window_key(at, &detail))
+        .count_audit(event.row(at, &detail), &event.window_key(at, &detail))
         .await
     {
         Ok(count) if is_power_of_ten(count) => log(&event, &detail, Some(count)),

@@ -17,7 +17,6 @@ mod limits;
 mod operations;
 mod problem;
 mod provider;
-pub mod redirect;
 mod server;
 mod session;
 mod store;

@@ -9,8 +9,8 @@ use url::Url;
 
 use super::cidr::Cidr;
 use super::problem::{Problem, problem};
-use super::redirect::RedirectPolicy;
 use super::{Environment, duration};
+use crate::redirect::RedirectPolicy;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

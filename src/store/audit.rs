@@ -4,7 +4,20 @@
 use serde::Serialize;
 
 use super::Store;
-use crate::audit::AuditEvent;
+
+/// An audit event to write, as the table holds it (built by [`crate::audit`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewAuditRow<'a> {
+    pub at: i64,
+    pub event: &'a str,
+    pub user_id: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// A JSON object.
+    pub detail: &'a str,
+}
 
 /// An audit event as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -43,24 +56,19 @@ const COLUMNS: &str =
     "id, at, event, user_id, handle, provider, ip, user_agent, detail, count, last_at";
 
 impl Store {
-    pub async fn insert_audit(
-        &self,
-        at: i64,
-        event: &AuditEvent,
-        detail: &str,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn insert_audit(&self, row: NewAuditRow<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO audit_events (at, event, user_id, handle, provider, ip, user_agent, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(at)
-        .bind(event.event.as_str())
-        .bind(&event.user_id)
-        .bind(&event.session)
-        .bind(&event.provider)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(detail)
+        .bind(row.at)
+        .bind(row.event)
+        .bind(row.user_id)
+        .bind(row.session)
+        .bind(row.provider)
+        .bind(row.ip)
+        .bind(row.user_agent)
+        .bind(row.detail)
         .execute(self.pool())
         .await
         .map(|_| ())
@@ -70,9 +78,7 @@ impl Store {
     /// returns the count so far. One statement, so instances sharing the store count together.
     pub async fn count_audit(
         &self,
-        at: i64,
-        event: &AuditEvent,
-        detail: &str,
+        row: NewAuditRow<'_>,
         window_key: &str,
     ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
@@ -81,14 +87,14 @@ impl Store {
              ON CONFLICT (window_key) DO UPDATE SET count = audit_events.count + 1, last_at = excluded.last_at
              RETURNING count",
         )
-        .bind(at)
-        .bind(event.event.as_str())
-        .bind(&event.user_id)
-        .bind(&event.session)
-        .bind(&event.provider)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(detail)
+        .bind(row.at)
+        .bind(row.event)
+        .bind(row.user_id)
+        .bind(row.session)
+        .bind(row.provider)
+        .bind(row.ip)
+        .bind(row.user_agent)
+        .bind(row.detail)
         .bind(window_key)
         .fetch_one(self.pool())
         .await

@@ -26,7 +26,7 @@ mod index;
 pub mod session_key;
 mod users;
 
-pub use audit::AuditRow;
+pub use audit::{AuditRow, NewAuditRow};
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
 pub use session_key::SessionKey;
