@@ -223,7 +223,7 @@ impl App {
                 if let Err(e) = state.store.sweep_expired_index(state.clock.now()).await {
                     tracing::warn!(error = %e, "sweeping the session index failed");
                 }
-                routes::logout::retry_revocations(&state).await;
+                session::revocation::retry_revocations(state.session_parts()).await;
                 audit::sweep_expired(
                     &state.store,
                     state.config.audit.retention,

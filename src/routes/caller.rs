@@ -84,6 +84,22 @@ impl FromRequestParts<AppState> for Writer {
     }
 }
 
+/// `Option<Writer>`: the cross-site check still applies (a cookie request from a foreign site is
+/// refused), but a caller without a live session is let through as `None` — logout is safe to
+/// repeat.
+impl OptionalFromRequestParts<AppState> for Writer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Option<Self>> {
+        if bearer_token(&parts.headers).is_none() {
+            check_same_site(state, &parts.headers)?;
+        }
+        <Caller as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(|c| c.map(Writer))
+    }
+}
+
 /// The token of `Authorization: Bearer <token>`, if that is what the request carries.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -13,9 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::any;
-use tower_sessions::Session;
 
-use super::caller::{self, Via};
+use super::caller::{Caller, Via};
 use super::check::identity_headers;
 use super::{AppState, check_same_site};
 use crate::config::RouteConfig;
@@ -35,9 +34,9 @@ pub fn router(routes: &[RouteConfig]) -> Router<AppState> {
         let route = Arc::new(route.clone());
         let handler = {
             let route = route.clone();
-            move |State(state): State<AppState>, session: Session, req: Request| {
+            move |State(state): State<AppState>, caller: Caller, req: Request| {
                 let route = route.clone();
-                async move { forward(state, route, session, req).await }
+                async move { forward(state, route, caller, req).await }
             }
         };
         router = router
@@ -139,11 +138,10 @@ fn foreign_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<Header
 async fn forward(
     state: AppState,
     route: Arc<RouteConfig>,
-    session: Session,
+    caller: Caller,
     req: Request,
 ) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
-    let caller = caller::require(&state, &parts.headers, &session).await?;
     // A cookie rides along on cross-site requests; a bearer token does not.
     if caller.via == Via::Cookie
         && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)

@@ -5,7 +5,9 @@
 //! - [`cookie`]: cookie names and attributes;
 //! - [`live`]: the live session of a cookie or of a handle, provider tokens refreshed when due
 //!   ([`refresh`]);
-//! - [`end`]: ending a session everywhere; [`list`]: a user's live sessions;
+//! - [`start`]: a new session after a login; [`end`]: ending a session everywhere;
+//!   [`revocation`]: revoking provider tokens, retried until the provider answers;
+//!   [`list`]: a user's live sessions;
 //! - [`me_cache`]: the rendered `/auth/me` bodies;
 //! - [`store`]: where records live (SQLite, Postgres or Redis) and the record caches.
 
@@ -16,6 +18,7 @@ pub mod live;
 pub mod me_cache;
 pub mod record;
 pub mod refresh;
+pub mod revocation;
 pub mod start;
 pub mod store;
 

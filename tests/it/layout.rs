@@ -448,3 +448,66 @@ fn only_the_http_side_speaks_in_http_errors() {
         "these return AppError; give them their own error type: {wrong:?}"
     );
 }
+
+/// The layers of docs/architecture.md, top first: a module may import only from layers below its
+/// own. A new top-level module needs a place here (and in the drawing).
+const LAYERS: &[&[&str]] = &[
+    &["operator"],
+    &["routes"],
+    &["state"],
+    &["error"],
+    &["session"],
+    &["tokens"],
+    &["providers"],
+    &["audit"],
+    &["store"],
+    &["identity", "client_info", "limits"],
+    &[
+        "http_client",
+        "listener",
+        "templates",
+        "device",
+        "cors",
+        "jose",
+    ],
+    &["crypto", "clock"],
+    &["config"],
+    &["redirect", "secret"],
+];
+
+fn layer_of(m: &Module) -> Option<usize> {
+    let top = m.first()?;
+    LAYERS.iter().position(|l| l.contains(&top.as_str()))
+}
+
+#[test]
+fn imports_point_down_the_layers() {
+    let sources = sources();
+    let unplaced: Vec<String> = sources
+        .iter()
+        .filter(|s| !s.module.is_empty() && layer_of(&s.module).is_none())
+        .map(|s| name(&s.module))
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "give these a layer in LAYERS and docs/architecture.md: {unplaced:?}"
+    );
+    let mut upward = Vec::new();
+    for (from, to) in imports(&sources) {
+        for (target, paths) in to {
+            if from.first() == target.first() {
+                continue;
+            }
+            if let (Some(a), Some(b)) = (layer_of(&from), layer_of(&target))
+                && a >= b
+            {
+                upward.push(format!("{} -> {} ({paths:?})", name(&from), name(&target)));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports that do not point down the layers:\n{}",
+        upward.join("\n")
+    );
+}

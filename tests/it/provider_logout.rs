@@ -142,16 +142,16 @@ async fn a_revocation_failure_never_blocks_the_local_logout_and_is_queued() {
     assert!(err.contains("503"), "{err}");
 
     // The background retry: not before its time, then with backoff until the provider accepts.
-    oidc_broker::routes::logout::retry_revocations(&app.state).await;
+    oidc_broker::session::revocation::retry_revocations(app.state.session_parts()).await;
     assert!(fake.revoked().is_empty(), "not due yet");
     app.clock.advance(std::time::Duration::from_secs(61));
-    oidc_broker::routes::logout::retry_revocations(&app.state).await;
+    oidc_broker::session::revocation::retry_revocations(app.state.session_parts()).await;
     assert!(fake.revoked().is_empty(), "the provider still fails");
     let due = app.state.store.due_revocations(i64::MAX).await.unwrap();
     assert_eq!(due[0].4, 2, "attempts");
     fake.behave(|b| b.revoke_status = 200);
     app.clock.advance(std::time::Duration::from_secs(121));
-    oidc_broker::routes::logout::retry_revocations(&app.state).await;
+    oidc_broker::session::revocation::retry_revocations(app.state.session_parts()).await;
     assert_eq!(fake.revoked().len(), 1, "revoked on the retry");
     let left = app.state.store.due_revocations(i64::MAX).await.unwrap();
     assert!(left.is_empty());
