@@ -32,7 +32,7 @@ impl Caller {
     /// saved by the session layer).
     pub async fn finish(&self) -> AppResult<()> {
         if self.via == Via::Bearer {
-            persist(&self.session).await?;
+            session::persist(&self.session).await?;
         }
         Ok(())
     }
@@ -75,13 +75,20 @@ impl FromRequestParts<AppState> for Writer {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Self> {
-        if bearer_token(&parts.headers).is_none() {
-            check_same_site(state, &parts.headers)?;
-        }
+        refuse_cross_site_cookie(state, &parts.headers)?;
         <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
             .await
             .map(Writer)
     }
+}
+
+/// A cookie rides along on cross-site requests, so a write by cookie must come from the broker's own
+/// or an allowed origin; a bearer token is never sent by a browser on its own and needs no check.
+fn refuse_cross_site_cookie(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
+    if bearer_token(headers).is_none() {
+        check_same_site(state, headers)?;
+    }
+    Ok(())
 }
 
 /// `Option<Writer>`: the cross-site check still applies (a cookie request from a foreign site is
@@ -91,9 +98,7 @@ impl OptionalFromRequestParts<AppState> for Writer {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Option<Self>> {
-        if bearer_token(&parts.headers).is_none() {
-            check_same_site(state, &parts.headers)?;
-        }
+        refuse_cross_site_cookie(state, &parts.headers)?;
         <Caller as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
             .await
             .map(|c| c.map(Writer))
@@ -126,10 +131,11 @@ pub async fn authenticate(
 ) -> AppResult<Option<Caller>> {
     if let Some(token) = bearer_token(headers) {
         let claims = verify_access_token(state, token).await?;
-        let Some(session) = session_by_handle(state, &claims.sid).await? else {
+        let parts = state.session_parts();
+        let Some(session) = session::open_by_handle(parts, &claims.sid).await? else {
             return Ok(None);
         };
-        let Some(record) = live(state, &session).await? else {
+        let Some(record) = session::live(parts, &session).await? else {
             return Ok(None);
         };
         if record.user.id != claims.sub {
@@ -143,7 +149,8 @@ pub async fn authenticate(
         caller.finish().await?;
         return Ok(Some(caller));
     }
-    Ok(live(state, cookie_session).await?.map(|record| Caller {
+    let record = session::live(state.session_parts(), cookie_session).await?;
+    Ok(record.map(|record| Caller {
         record,
         session: cookie_session.clone(),
         via: Via::Cookie,
@@ -174,21 +181,6 @@ pub async fn verify_access_token(state: &AppState, token: &str) -> AppResult<Acc
         )
         .await
         .map_err(|e| invalid_token(state, e))
-}
-
-/// The live record of `session`, touched and with provider tokens refreshed when due.
-async fn live(state: &AppState, session: &Session) -> AppResult<Option<SessionRecord>> {
-    Ok(session::live(state.session_parts(), session).await?)
-}
-
-/// Opens the session with this public handle (for bearer tokens and broker refresh tokens).
-pub async fn session_by_handle(state: &AppState, handle: &str) -> AppResult<Option<Session>> {
-    Ok(session::open_by_handle(state.session_parts(), handle).await?)
-}
-
-/// Saves a session opened by [`session_by_handle`] if this request changed it.
-pub async fn persist(session: &Session) -> AppResult<()> {
-    Ok(session::persist(session).await?)
 }
 
 /// The live session with this handle, saved at once.

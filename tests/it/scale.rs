@@ -327,7 +327,7 @@ async fn a_request_still_running_when_its_session_is_revoked_cannot_write_it_bac
     let state = &app.state;
 
     // A request that loaded the session and changed it...
-    let in_flight = oidc_broker::routes::caller::session_by_handle(state, handle)
+    let in_flight = oidc_broker::session::open_by_handle(state.session_parts(), handle)
         .await
         .unwrap()
         .unwrap();

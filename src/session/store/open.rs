@@ -17,23 +17,26 @@ pub struct Backends {
 impl Backends {
     pub async fn open(config: &Config) -> Result<Backends, StoreOpenError> {
         let (store, native) = Store::open(config).await?;
-        let migrate = |e: String| StoreOpenError::Migrate(e);
         let (sql_sessions, sqlite) = match native {
             Native::Sqlite(pool, file) => {
                 let s = SqliteSessions::new(pool, file);
-                s.migrate().await.map_err(|e| migrate(e.to_string()))?;
+                s.migrate()
+                    .await
+                    .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
                 (SessionBackend::Sqlite(s), true)
             }
             Native::Postgres(pool, schema) => {
                 let s = PgSessions::new(pool, &schema).map_err(StoreOpenError::Migrate)?;
-                s.migrate().await.map_err(|e| migrate(e.to_string()))?;
+                s.migrate()
+                    .await
+                    .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
                 (SessionBackend::Postgres(s), false)
             }
         };
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let moved = hashed_ids::upgrade_sql(store.pool(), sqlite, now)
             .await
-            .map_err(|e| migrate(e.to_string()))?;
+            .map_err(|e| StoreOpenError::Migrate(e.to_string()))?;
         if moved > 0 {
             tracing::info!(moved, "session rows moved from clear ids to hashed keys");
         }
