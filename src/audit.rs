@@ -29,6 +29,9 @@ pub enum Event {
     SessionRevoked,
     BackchannelLogout,
     FrontchannelLogout,
+    /// A logout token sent to an app's `backchannel_logout_uri` (`detail.client`, `detail.outcome`:
+    /// `delivered`, `retrying` or `given_up`).
+    ClientLogout,
     /// A provider identity was linked to a local user (`detail.via`: `new_user` or `verified_email`).
     IdentityLinked,
     IdentityUnlinked,
@@ -51,6 +54,7 @@ impl Event {
             Event::SessionRevoked => "session.revoked",
             Event::BackchannelLogout => "backchannel_logout",
             Event::FrontchannelLogout => "frontchannel_logout",
+            Event::ClientLogout => "client_logout",
             Event::IdentityLinked => "identity.linked",
             Event::IdentityUnlinked => "identity.unlinked",
             Event::AdminAuthFailed => "admin.auth_failed",
@@ -68,6 +72,7 @@ impl Event {
             Event::SessionRevoked => "session revoked",
             Event::BackchannelLogout => "back-channel logout",
             Event::FrontchannelLogout => "front-channel logout",
+            Event::ClientLogout => "back-channel logout to a client",
             Event::IdentityLinked => "identity linked",
             Event::IdentityUnlinked => "identity unlinked",
             Event::AdminAuthFailed => "admin authentication failed",

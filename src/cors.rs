@@ -17,18 +17,34 @@ const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, x-csrf, ww-retry";
 const MAX_AGE: &str = "600";
 
+/// The OpenID Provider endpoints an app's browser code calls with tokens, never with cookies.
+const TOKEN_PATHS: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/jwks.json",
+    "/oauth2/token",
+    "/oauth2/userinfo",
+    "/oauth2/revoke",
+];
+
 #[derive(Clone)]
 pub struct CorsLayer {
     origins: Arc<[HeaderValue]>,
+    /// The registered OpenID clients' origins: allowed on [`TOKEN_PATHS`] only, without credentials.
+    client_origins: Arc<[HeaderValue]>,
+}
+
+fn header_values(origins: &[String]) -> Arc<[HeaderValue]> {
+    origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect()
 }
 
 impl CorsLayer {
-    pub fn new(allowed_origins: &[String]) -> Self {
+    pub fn new(allowed_origins: &[String], client_origins: &[String]) -> Self {
         CorsLayer {
-            origins: allowed_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect(),
+            origins: header_values(allowed_origins),
+            client_origins: header_values(client_origins),
         }
     }
 }
@@ -39,6 +55,7 @@ impl<S> Layer<S> for CorsLayer {
         Cors {
             inner,
             origins: self.origins.clone(),
+            client_origins: self.client_origins.clone(),
         }
     }
 }
@@ -47,15 +64,30 @@ impl<S> Layer<S> for CorsLayer {
 pub struct Cors<S> {
     inner: S,
     origins: Arc<[HeaderValue]>,
+    client_origins: Arc<[HeaderValue]>,
 }
 
-fn allow(res: &mut Response<Body>, origin: HeaderValue) {
+/// Who may read the answer: an allowed origin with its cookies, an OpenID client's origin on the
+/// token endpoints without them, or nobody.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    No,
+    WithCredentials,
+    WithoutCredentials,
+}
+
+fn allow(res: &mut Response<Body>, origin: HeaderValue, allowed: Allowed) {
+    if allowed == Allowed::No {
+        return;
+    }
     let h = res.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
+    if allowed == Allowed::WithCredentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
 }
 
 impl<S> Service<Request<Body>> for Cors<S>
@@ -75,7 +107,16 @@ where
         let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
             return Either::Left(self.inner.call(req));
         };
-        let allowed = self.origins.contains(&origin);
+        let allowed = if self.origins.contains(&origin) {
+            Allowed::WithCredentials
+        } else if !self.client_origins.is_empty()
+            && self.client_origins.contains(&origin)
+            && TOKEN_PATHS.contains(&req.uri().path())
+        {
+            Allowed::WithoutCredentials
+        } else {
+            Allowed::No
+        };
         let preflight = req.method() == Method::OPTIONS
             && req
                 .headers()
@@ -86,8 +127,8 @@ where
             *res.status_mut() = StatusCode::NO_CONTENT;
             res.headers_mut()
                 .insert(header::VARY, HeaderValue::from_static("origin"));
-            if allowed {
-                allow(&mut res, origin);
+            if allowed != Allowed::No {
+                allow(&mut res, origin, allowed);
                 let h = res.headers_mut();
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -109,9 +150,7 @@ where
             let mut res = fut.await?;
             res.headers_mut()
                 .append(header::VARY, HeaderValue::from_static("origin"));
-            if allowed {
-                allow(&mut res, origin);
-            }
+            allow(&mut res, origin, allowed);
             Ok(res)
         }))
     }

@@ -167,6 +167,8 @@ impl From<crate::limits::Refused> for AppError {
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorBody {
     pub error: &'static str,
+    /// The same as `message`, under the name OAuth 2.0 clients read (RFC 6749 §5.2).
+    pub error_description: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
@@ -194,6 +196,7 @@ impl IntoResponse for AppError {
         }
         let body = ErrorBody {
             error: self.code,
+            error_description: self.message.clone(),
             message: self.message,
             login_url: self.login_url,
             correlation_id,
@@ -210,6 +213,12 @@ impl IntoResponse for AppError {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        } else if body.error == "invalid_client" && status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 §5.2.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oidc-broker\""),
             );
         }
         res.extensions_mut().insert(body);
@@ -239,5 +248,30 @@ impl From<crate::identity::IdentityError> for AppError {
     fn from(e: crate::identity::IdentityError) -> Self {
         let cause = format!("claim {}: {}", e.claim, e.what);
         AppError::provider("invalid_claims", e.to_string(), cause)
+    }
+}
+
+// The OpenID Provider side (`op/`).
+
+impl From<crate::op::OpError> for AppError {
+    fn from(e: crate::op::OpError) -> Self {
+        use crate::op::OpError;
+        match e {
+            OpError::Page { code, message } => AppError::bad_request(code, message),
+            OpError::OAuth {
+                error,
+                description,
+                unauthorized,
+            } => {
+                let kind = if unauthorized {
+                    ErrorKind::Unauthorized
+                } else {
+                    ErrorKind::BadRequest
+                };
+                AppError::new(kind, error, description)
+            }
+            OpError::Session(e) => e.into(),
+            OpError::Keys(e) => AppError::unavailable("key store", e),
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod jose;
 pub mod limits;
 pub mod listener;
+pub mod op;
 pub mod providers;
 pub mod redirect;
 pub mod routes;
@@ -142,9 +143,13 @@ impl App {
         let vault = TokenVault::new(ring);
         let upstream = http_client::upstream::UpstreamClient::new()
             .map_err(|e| StartupError::Http(e.to_string()))?;
-        let cors = cors::CorsLayer::new(&config.server.allowed_origins);
+        let client_origins: Vec<String> =
+            config.clients.values().flat_map(|c| c.origins()).collect();
+        let cors = cors::CorsLayer::new(&config.server.allowed_origins, &client_origins);
+        let issuer = config.server.url("");
         let limits = limits::Limits::new(&config.limits, clock.clone());
         let state = AppState(Arc::new(Inner {
+            issuer,
             config,
             store,
             providers,
@@ -237,6 +242,9 @@ impl App {
                 if let Err(e) = state.store.sweep_token_mode(now, keys_before).await {
                     tracing::warn!(error = %e, "sweeping token-mode state failed");
                 }
+                if let Err(e) = state.store.sweep_op(now).await {
+                    tracing::warn!(error = %e, "sweeping OpenID Provider state failed");
+                }
                 if let Err(e) = state
                     .keys
                     .refresh(&state.store, &state.vault, tokens, now)
@@ -246,9 +254,41 @@ impl App {
                 }
             }
         });
+        let provider_side = (!self.state.config.clients.is_empty()).then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move { op_maintenance(state).await })
+        });
         let limits = self.state.config.server.listener;
         let result = listener::serve(self.router, listener, limits, shutdown).await;
         sweeper.abort();
+        if let Some(task) = provider_side {
+            task.abort();
+        }
         result
+    }
+}
+
+/// The OpenID Provider's background work: back-channel logout tokens owed to clients, sent within
+/// a second of the session's end; and every half minute, the grants of sessions that ended by idle
+/// timeout.
+async fn op_maintenance(state: AppState) {
+    const CHECK_EVERY: Duration = Duration::from_secs(30);
+    let sends = state
+        .config
+        .clients
+        .values()
+        .any(|c| c.backchannel_logout_uri.is_some());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_check = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let op = state.op();
+        if last_check.elapsed() >= CHECK_EVERY {
+            last_check = std::time::Instant::now();
+            op::backchannel::check_grants(&op, CHECK_EVERY).await;
+        }
+        if sends {
+            op::backchannel::deliver_due(&op, &state.upstream.0).await;
+        }
     }
 }

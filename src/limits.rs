@@ -85,8 +85,13 @@ impl Group {
     pub fn of_route(pattern: &str) -> Option<Group> {
         let under = |prefix: &str| pattern.starts_with(prefix);
         match pattern {
-            "/auth/login" => Some(Group::Login),
-            "/auth/token" | "/auth/token/refresh" => Some(Group::Token),
+            // An authorization request may store itself while the user signs in upstream.
+            "/auth/login" | "/oauth2/authorize" | "/oauth2/authorize/resume" | "/oauth2/logout" => {
+                Some(Group::Login)
+            }
+            "/auth/token" | "/auth/token/refresh" | "/oauth2/token" | "/oauth2/revoke" => {
+                Some(Group::Token)
+            }
             _ if under("/auth/callback/") => Some(Group::Callback),
             _ if under("/auth/firebase/") => Some(Group::Firebase),
             _ if under("/auth/backchannel-logout/") || under("/auth/frontchannel-logout/") => {

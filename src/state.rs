@@ -15,6 +15,8 @@ use crate::store::Store;
 use crate::templates::Templates;
 
 pub struct Inner {
+    /// The public URL without a trailing slash: `iss` of every token the broker signs.
+    pub issuer: String,
     pub config: Config,
     pub store: Store,
     pub providers: ProviderRegistry,
@@ -68,7 +70,18 @@ impl AppState {
 
     /// The `iss` of broker access tokens: the public URL without a trailing slash.
     pub fn issuer(&self) -> String {
-        self.config.server.url("")
+        self.issuer.clone()
+    }
+
+    /// The parts the OpenID Provider side works with.
+    pub fn op(&self) -> crate::op::Op<'_> {
+        crate::op::Op {
+            clients: &self.config.clients,
+            issuer: &self.issuer,
+            keys: &self.keys,
+            tokens: &self.config.tokens,
+            session: self.session_parts(),
+        }
     }
 
     pub fn render(&self, name: &str, ctx: minijinja::Value) -> AppResult<Response> {

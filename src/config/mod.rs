@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod cidr;
+mod client;
 mod env;
 mod frontend;
 mod keys;
@@ -22,6 +23,7 @@ mod session;
 mod store;
 
 pub use cidr::{Cidr, CidrError};
+pub use client::{ClientAuth, ClientConfig, SCOPES};
 pub use env::ENV_PREFIX;
 pub use frontend::{RouteConfig, TokensConfig};
 pub use keys::{KeysConfig, decode_key};
@@ -62,6 +64,9 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[limits]`: request rates per client address, logins in flight per browser.
     pub limits: LimitsConfig,
+    /// `[clients.ID]`: apps that sign in through the broker as an OpenID Provider; none: that
+    /// mode is off.
+    pub clients: BTreeMap<String, ClientConfig>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -76,6 +81,7 @@ const SECTIONS: &[&str] = &[
     "identity",
     "audit",
     "limits",
+    "clients",
 ];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
@@ -145,6 +151,7 @@ struct RawSections {
     providers: Option<toml::Value>,
     tokens: frontend::RawTokens,
     routes: Option<toml::Value>,
+    clients: Option<toml::Value>,
 }
 
 impl RawSections {
@@ -164,6 +171,7 @@ impl RawSections {
         let providers = table.remove("providers");
         let tokens = section(table, "tokens", problems);
         let routes = table.remove("routes");
+        let clients = table.remove("clients");
         for key in table.keys() {
             problem(
                 problems,
@@ -181,6 +189,7 @@ impl RawSections {
             providers,
             tokens,
             routes,
+            clients,
         }
     }
 }
@@ -206,6 +215,13 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let mut routes = frontend::validate_routes(raw.routes, &tokens.audience, problems);
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     let keys = keys::validate_keys(raw.keys, environment, problems);
+    let clients = client::validate_all(
+        raw.clients,
+        environment,
+        &providers,
+        tokens.access_ttl,
+        problems,
+    );
     if !problems.is_empty() {
         if !environment_given {
             problem(
@@ -230,6 +246,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         identity: ops.identity,
         audit: ops.audit,
         limits,
+        clients,
     })
 }
 

@@ -50,6 +50,38 @@ pub struct CallbackResponse<'a> {
     pub query: &'a str,
 }
 
+/// What an app's authorization request asks of the upstream sign-in (OpenID Connect Core §3.1.2.1):
+/// passed on to OpenID Connect providers, which honour them; kinds without them ignore them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamHints {
+    /// `prompt=login`: sign in again even with a session at the provider.
+    pub prompt_login: bool,
+    pub max_age: Option<u64>,
+    pub login_hint: Option<String>,
+    /// Space-separated, each allowed for the app that asked.
+    pub acr_values: Option<String>,
+}
+
+impl UpstreamHints {
+    /// The authorization request's parameters for these hints.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.prompt_login {
+            out.push(("prompt", "login".to_string()));
+        }
+        if let Some(age) = self.max_age {
+            out.push(("max_age", age.to_string()));
+        }
+        if let Some(h) = &self.login_hint {
+            out.push(("login_hint", h.clone()));
+        }
+        if let Some(a) = &self.acr_values {
+            out.push(("acr_values", a.clone()));
+        }
+        out
+    }
+}
+
 /// A sign-in the provider completed: the verified claims and the tokens it issued.
 pub struct CompletedLogin {
     pub claims: Map<String, Value>,
@@ -99,9 +131,13 @@ impl HostedSignIn<'_> {
 impl Provider {
     /// Starts a login: the provider's authorization request, or the broker's sign-in form.
     /// `idp` picks a federated identity provider where the kind offers several (Firebase).
-    pub async fn start_login(&self, idp: Option<&str>) -> Result<LoginStart<'_>, ProviderError> {
+    pub async fn start_login(
+        &self,
+        idp: Option<&str>,
+        hints: &UpstreamHints,
+    ) -> Result<LoginStart<'_>, ProviderError> {
         match &self.flow {
-            Flow::Oidc(client) => start_oidc(client).await.map(LoginStart::Redirect),
+            Flow::Oidc(client) => start_oidc(client, hints).await.map(LoginStart::Redirect),
             Flow::Firebase(fb) => match idp {
                 None => Ok(LoginStart::SignInPage(HostedSignIn { client: fb })),
                 Some(idp) => start_firebase(fb, idp, &self.callback_url)
@@ -207,12 +243,20 @@ impl Provider {
 }
 
 /// An OpenID Connect authorization request: a fresh `state`, nonce and PKCE verifier.
-async fn start_oidc(client: &OidcClient) -> Result<AuthorizationRequest, ProviderError> {
+async fn start_oidc(
+    client: &OidcClient,
+    hints: &UpstreamHints,
+) -> Result<AuthorizationRequest, ProviderError> {
     let state = crypto::random_token(32);
     let nonce = crypto::random_token(32);
     let pkce_verifier = crypto::random_token(48);
     let url = client
-        .authorization_url(&state, &nonce, &crypto::pkce_challenge(&pkce_verifier))
+        .authorization_url(
+            &state,
+            &nonce,
+            &crypto::pkce_challenge(&pkce_verifier),
+            &hints.params(),
+        )
         .await?;
     Ok(AuthorizationRequest {
         state,

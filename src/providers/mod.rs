@@ -21,6 +21,7 @@ pub use error::{NotSupported, ProviderError, ProviderErrorKind};
 pub use firebase::FirebaseClient;
 pub use login::{
     AuthorizationRequest, CallbackResponse, CompletedLogin, HostedSignIn, LoginStart, StartedLogin,
+    UpstreamHints,
 };
 pub use logout::UpstreamLogout;
 pub use oidc::{Discovered, Endpoint, OidcClient, RevokeError};

@@ -15,7 +15,7 @@ use super::caller::Writer;
 use crate::audit::{self, AuditEvent, Event};
 use crate::client_info::ClientInfo;
 use crate::error::AppResult;
-use crate::session;
+use crate::session::{self, SessionRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,53 +49,13 @@ async fn logout(
     web_session: Session,
     client: ClientInfo,
 ) -> AppResult<Response> {
-    let logged_out = state.config.server.url("/auth/logged-out");
-    let mut logout_url = logged_out.clone();
     let caller = caller.map(|Writer(c)| c);
-    let ended = caller.as_ref().map(|c| c.session.clone());
-    // What became of the provider refresh token, for the audit event.
-    let mut revocation = None;
-    if let Some(record) = caller.map(|c| c.record) {
-        if let Some(row) = state.store.indexed_session(&record.handle).await? {
-            let tokens = row
-                .tokens
-                .as_deref()
-                .and_then(|s| state.vault.open(s, &row.handle).ok());
-            state.end_session(&row).await?;
-            if let Some(provider) = state.providers.get(&row.provider) {
-                provider.end_user_sessions(&row.subject, &row.handle).await;
-                if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh_token.as_deref()) {
-                    revocation = session::revocation::revoke_or_queue(
-                        state.session_parts(),
-                        provider,
-                        rt,
-                        &row.handle,
-                    )
-                    .await;
-                }
-                if let Some(u) = provider
-                    .logout_url(
-                        tokens.as_ref().and_then(|t| t.id_token.as_deref()),
-                        &logged_out,
-                    )
-                    .await
-                {
-                    logout_url = u;
-                }
-            }
-        }
-        let mut event = AuditEvent::new(Event::Logout)
-            .user(&record.user.id)
-            .session(&record.handle)
-            .provider(&record.user.identity.provider)
-            .client(&client);
-        if let Some(outcome) = revocation {
-            event = event.detail("revocation", outcome);
-        }
-        audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
-    }
-    if let Some(s) = &ended {
-        session::end(s).await?;
+    let logout_url = match &caller {
+        Some(c) => end_everywhere(&state, &c.record, &client).await?,
+        None => state.config.server.url("/auth/logged-out"),
+    };
+    if let Some(c) = &caller {
+        session::end(&c.session).await?;
     }
     session::end(&web_session).await?;
     let is_form = headers
@@ -112,9 +72,65 @@ async fn logout(
     }
 }
 
+/// Ends `record`'s session everywhere, revokes its provider refresh token (queued for retry on
+/// failure) and audits the logout; returns the provider's logout URL, or the broker's logged-out
+/// page when the provider has none. The caller ends the request's own session object.
+pub(super) async fn end_everywhere(
+    state: &AppState,
+    record: &SessionRecord,
+    client: &ClientInfo,
+) -> AppResult<String> {
+    let logged_out = state.config.server.url("/auth/logged-out");
+    let mut logout_url = logged_out.clone();
+    // What became of the provider refresh token, for the audit event.
+    let mut revocation = None;
+    if let Some(row) = state.store.indexed_session(&record.handle).await? {
+        let tokens = row
+            .tokens
+            .as_deref()
+            .and_then(|s| state.vault.open(s, &row.handle).ok());
+        state.end_session(&row).await?;
+        if let Some(provider) = state.providers.get(&row.provider) {
+            provider.end_user_sessions(&row.subject, &row.handle).await;
+            if let Some(rt) = tokens.as_ref().and_then(|t| t.refresh_token.as_deref()) {
+                revocation = session::revocation::revoke_or_queue(
+                    state.session_parts(),
+                    provider,
+                    rt,
+                    &row.handle,
+                )
+                .await;
+            }
+            if let Some(u) = provider
+                .logout_url(
+                    tokens.as_ref().and_then(|t| t.id_token.as_deref()),
+                    &logged_out,
+                )
+                .await
+            {
+                logout_url = u;
+            }
+        }
+    }
+    let mut event = AuditEvent::new(Event::Logout)
+        .user(&record.user.id)
+        .session(&record.handle)
+        .provider(&record.user.identity.provider)
+        .client(client);
+    if let Some(outcome) = revocation {
+        event = event.detail("revocation", outcome);
+    }
+    audit::record(&state.store, state.clock.now().unix_timestamp(), event).await;
+    Ok(logout_url)
+}
+
 /// Where providers send the browser after their logout: the configured `post_logout_url` (on an
 /// allowed origin), or the broker's own page.
-async fn logged_out(State(state): State<AppState>) -> AppResult<Response> {
+async fn logged_out(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    // An app's logout (OpenID Provider mode) lands where the app asked.
+    if let Some(res) = super::op::logout::land(&state, &headers).await? {
+        return Ok(res);
+    }
     if let Some(url) = &state.config.server.post_logout_url {
         return Ok(Redirect::to(url).into_response());
     }

@@ -11,6 +11,7 @@ mod limits;
 mod login;
 pub mod logout;
 pub mod me;
+mod op;
 pub mod proxy;
 mod sessions;
 mod token;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(firebase::router())
         .merge(backchannel::router())
         .merge(token::router())
+        .merge(op::router(&state))
         .merge(admin::router(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -126,7 +126,10 @@ fn foreign_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<Header
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && name != cookies.session_name && name != cookies.login_name
+            !pair.is_empty()
+                && name != cookies.session_name
+                && name != cookies.login_name
+                && name != cookies.logout_name
         })
         .collect();
     if kept.is_empty() {
@@ -321,11 +324,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("broker_session=secret; theme=dark; broker_login=x"),
+            HeaderValue::from_static(
+                "broker_session=secret; theme=dark; broker_login=x; broker_logout=y",
+            ),
         );
         let policy = CookiePolicy {
             session_name: "broker_session",
             login_name: "broker_login",
+            logout_name: "broker_logout",
             secure: false,
             same_site: tower_sessions::cookie::SameSite::Lax,
         };

@@ -11,6 +11,8 @@ use crate::config::{SameSitePolicy, ServerConfig};
 pub struct CookiePolicy {
     pub session_name: &'static str,
     pub login_name: &'static str,
+    /// Where an app's logout lands after the provider's logout (OpenID Provider mode).
+    pub logout_name: &'static str,
     pub secure: bool,
     /// The session cookie's `SameSite`. The login-binding cookie is always `Lax`: it must come
     /// back on the provider's top-level redirect to the callback, which `Strict` would prevent.
@@ -30,6 +32,7 @@ impl CookiePolicy {
             CookiePolicy {
                 session_name: "__Host-broker_session",
                 login_name: "__Host-broker_login",
+                logout_name: "__Host-broker_logout",
                 secure: true,
                 same_site,
             }
@@ -37,6 +40,7 @@ impl CookiePolicy {
             CookiePolicy {
                 session_name: "broker_session",
                 login_name: "broker_login",
+                logout_name: "broker_logout",
                 secure: false,
                 same_site,
             }
@@ -45,9 +49,19 @@ impl CookiePolicy {
 
     /// A `Set-Cookie` value for the login-binding cookie.
     pub fn login_cookie(&self, value: &str, max_age: Duration) -> String {
+        self.lax_cookie(self.login_name, value, max_age)
+    }
+
+    /// A `Set-Cookie` value for the cookie that remembers where an app's logout lands; a zero
+    /// `max_age` clears it.
+    pub fn logout_cookie(&self, value: &str, max_age: Duration) -> String {
+        self.lax_cookie(self.logout_name, value, max_age)
+    }
+
+    fn lax_cookie(&self, name: &str, value: &str, max_age: Duration) -> String {
         format!(
             "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-            self.login_name,
+            name,
             value,
             max_age.as_secs(),
             if self.secure { "; Secure" } else { "" }

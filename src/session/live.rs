@@ -52,3 +52,16 @@ pub async fn live_by_handle(
     persist(&session).await?;
     Ok(Some((session, record)))
 }
+
+/// Whether the session with this handle is still live, read without counting as activity (the
+/// sweeper asks this of sessions that clients hold tokens from).
+pub async fn is_live_by_handle(parts: Parts<'_>, handle: &str) -> Result<bool, SessionError> {
+    let Some(session) = open_by_handle(parts, handle).await? else {
+        return Ok(false);
+    };
+    let Some(serde_json::Value::String(text)) = session.get_value(record::RECORD_KEY).await? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_str::<SessionRecord>(&text)
+        .is_ok_and(|r| r.is_live(parts.policy, parts.clock.now())))
+}

@@ -24,7 +24,7 @@ pub mod store;
 
 pub use cookie::CookiePolicy;
 pub use end::end_session;
-pub use live::{live, live_by_handle, open_by_handle, persist};
+pub use live::{is_live_by_handle, live, live_by_handle, open_by_handle, persist};
 pub use record::{RECORD_KEY, SessionRecord, SessionView, current, end, needs_touch, put, rfc3339};
 pub use start::Login;
 

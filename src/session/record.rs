@@ -30,6 +30,9 @@ pub struct SessionRecord {
     /// there is nothing to refresh.
     #[serde(default)]
     pub refresh_at: Option<i64>,
+    /// The authentication context class the provider reported for the sign-in (`acr`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 impl SessionRecord {
@@ -141,6 +144,7 @@ pub async fn start(
         absolute_expires_at: now_ts + secs(policy.absolute_lifetime),
         last_seen_at: now_ts,
         refresh_at: None,
+        acr: None,
     };
     put(session, &record).await?;
     session.set_expiry(Some(record.store_expiry(policy)));

@@ -21,6 +21,8 @@ pub struct Login<'a> {
     pub provider_sid: Option<String>,
     pub tokens: Option<&'a ProviderTokens>,
     pub client: &'a ClientInfo,
+    /// The provider's `acr` for this sign-in.
+    pub acr: Option<String>,
 }
 
 /// Starts the session of `web_session` for `login`; returns the record and its index row.
@@ -54,7 +56,8 @@ pub async fn after_login(
     record.refresh_at = stored
         .as_ref()
         .and_then(|t| refresh::due_at(t, parts.policy.refresh_margin));
-    if record.refresh_at.is_some() {
+    record.acr = login.acr;
+    if record.refresh_at.is_some() || record.acr.is_some() {
         record::put(web_session, &record).await?;
     }
     let row = IndexedSession {

@@ -114,11 +114,13 @@ impl Store {
     /// the session store's: see `session::end_session`).
     pub async fn end_session(&self, s: &IndexedSession) -> Result<(), sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        for sql in [
+        let own = [
             "DELETE FROM session_index WHERE handle = $1",
             "DELETE FROM broker_refresh_tokens WHERE handle = $1",
             "DELETE FROM login_codes WHERE handle = $1",
-        ] {
+        ];
+        // Clients holding tokens from the session are owed a back-channel logout token.
+        for sql in super::op::end_grants_sql().into_iter().chain(own) {
             sqlx::query(sql).bind(&s.handle).execute(&mut *tx).await?;
         }
         tx.commit().await

@@ -23,12 +23,14 @@ mod audit;
 pub mod devices;
 mod frontend;
 mod index;
+mod op;
 pub mod session_key;
 mod users;
 
 pub use audit::{AuditRow, NewAuditRow};
 pub use frontend::{RefreshTokenRow, SigningKeyRow};
 pub use index::IndexedSession;
+pub use op::{CodeUse, GrantRow, LogoutDelivery, OpRefreshRow};
 pub use session_key::SessionKey;
 pub use users::{LinkOutcome, LinkedIdentity, UnlinkError, UserSummary};
 

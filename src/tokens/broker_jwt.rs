@@ -40,6 +40,13 @@ pub struct AccessClaims {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// OpenID Provider mode: the app the token was issued to, its granted scopes, and the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
 }
 
 impl AccessClaims {
@@ -66,8 +73,20 @@ impl AccessClaims {
             email_verified: user.identity.email_verified,
             name: user.identity.name.clone(),
             groups: user.identity.groups.clone(),
+            client_id: None,
+            scope: None,
+            gid: None,
         }
     }
+}
+
+/// What a verified token must say.
+pub struct Expect<'a> {
+    pub issuer: &'a str,
+    /// Any one of these is its `aud`.
+    pub audiences: &'a [&'a str],
+    /// An expired token is still read (an `id_token_hint` at logout).
+    pub allow_expired: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,10 +261,23 @@ impl BrokerKeys {
         config: &TokensConfig,
         claims: &AccessClaims,
     ) -> Result<String, JwtError> {
-        let signer = self.signer(store, vault, config, claims.iat).await?;
-        let claims = serde_json::to_value(claims).map_err(|e| JwtError::Keys(e.to_string()))?;
+        let value = serde_json::to_value(claims).map_err(|e| JwtError::Keys(e.to_string()))?;
+        self.sign_claims(store, vault, config, claims.iat, &value)
+            .await
+    }
+
+    /// Signs any claims with the current key (ID tokens, logout tokens).
+    pub async fn sign_claims(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        now: i64,
+        claims: &Value,
+    ) -> Result<String, JwtError> {
+        let signer = self.signer(store, vault, config, now).await?;
         signer
-            .sign(&claims)
+            .sign(claims)
             .map_err(|e| JwtError::Keys(e.to_string()))
     }
 
@@ -263,6 +295,28 @@ impl BrokerKeys {
         token: &str,
         now: i64,
     ) -> Result<AccessClaims, JwtError> {
+        let check = Expect {
+            issuer,
+            audiences: &[&config.audience],
+            allow_expired: false,
+        };
+        let claims = self
+            .verify_claims(store, vault, config, &check, token, now)
+            .await?;
+        serde_json::from_value(claims).map_err(|e| JwtError::Invalid(e.to_string()))
+    }
+
+    /// Verifies a token this broker signed: signature by a published key, `iss`, one of the `aud`s,
+    /// and unless allowed, `exp` against the broker's clock.
+    pub async fn verify_claims(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        expect: &Expect<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<Value, JwtError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
@@ -271,46 +325,54 @@ impl BrokerKeys {
         let kid = header
             .kid
             .ok_or_else(|| JwtError::Invalid("no kid".into()))?;
-        let key = match self.public(&kid) {
-            Some(k) => k,
-            None => {
-                // Maybe another instance made a new key since this one last looked.
-                let stale = self
-                    .set
-                    .read()
-                    .map(|s| now - s.loaded_at >= RELOAD_EVERY_SECS)
-                    .unwrap_or(true);
-                if stale {
-                    let _one = self.reload.lock().await;
-                    // Checked again under the lock: concurrent unknown kids share one reload.
-                    let still_stale = self
-                        .set
-                        .read()
-                        .map(|s| now - s.loaded_at >= RELOAD_EVERY_SECS)
-                        .unwrap_or(true);
-                    if still_stale {
-                        self.reload(store, vault, config, now).await?;
-                    }
-                }
-                self.public(&kid)
-                    .ok_or_else(|| JwtError::Invalid("unknown kid".into()))?
-            }
-        };
-        if key.created_at < publish_cutoff(config, now) {
+        let key = self
+            .public_or_reload(store, vault, config, &kid, now)
+            .await?;
+        if key.created_at < publish_cutoff(config, now) && !expect.allow_expired {
             return Err(JwtError::Invalid("retired key".into()));
         }
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[&config.audience]);
+        validation.set_issuer(&[expect.issuer]);
+        validation.set_audience(expect.audiences);
         // Time is checked below against the broker's clock.
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["iss", "aud", "sub", "exp"]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation)
             .map_err(|e| JwtError::Invalid(e.to_string()))?;
-        if data.claims.exp <= now {
+        let exp = data.claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        if exp <= now && !expect.allow_expired {
             return Err(JwtError::Expired);
         }
         Ok(data.claims)
+    }
+
+    /// The public key `kid`, reloading the set once if another instance may have made it.
+    async fn public_or_reload(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        kid: &str,
+        now: i64,
+    ) -> Result<Arc<PublicKey>, JwtError> {
+        if let Some(k) = self.public(kid) {
+            return Ok(k);
+        }
+        let stale = || {
+            self.set
+                .read()
+                .map(|s| now - s.loaded_at >= RELOAD_EVERY_SECS)
+                .unwrap_or(true)
+        };
+        if stale() {
+            let _one = self.reload.lock().await;
+            // Checked again under the lock: concurrent unknown kids share one reload.
+            if stale() {
+                self.reload(store, vault, config, now).await?;
+            }
+        }
+        self.public(kid)
+            .ok_or_else(|| JwtError::Invalid("unknown kid".into()))
     }
 
     /// The JWKS: every key whose tokens may still be in flight.

@@ -13,6 +13,7 @@ impl OidcClient {
         state: &str,
         nonce: &str,
         code_challenge: &str,
+        hints: &[(&'static str, String)],
     ) -> Result<Url, ProviderError> {
         let d = self.metadata().await?;
         let mut url: Url = d.metadata.authorization_endpoint().url().clone();
@@ -25,7 +26,13 @@ impl OidcClient {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", code_challenge)
             .append_pair("code_challenge_method", "S256");
+        // The app's hints win over the same parameters set in the provider's config.
         for (k, v) in &self.auth_params {
+            if !hints.iter().any(|(h, _)| h == k) {
+                url.query_pairs_mut().append_pair(k, v);
+            }
+        }
+        for (k, v) in hints {
             url.query_pairs_mut().append_pair(k, v);
         }
         Ok(url)

@@ -44,6 +44,11 @@ pub async fn finish_login(
             .map(str::to_string),
         tokens,
         client,
+        acr: claims
+            .get("acr")
+            .and_then(Value::as_str)
+            .filter(|a| a.len() <= 256)
+            .map(str::to_string),
     };
     let (record, row) =
         session::start::after_login(state.session_parts(), web_session, login).await?;

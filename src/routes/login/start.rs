@@ -14,7 +14,7 @@ use super::landing::{find_provider, token_mode, validate_return_to};
 use super::sign_in_page::sign_in_page;
 use crate::crypto;
 use crate::error::{AppError, AppResult};
-use crate::providers::LoginStart;
+use crate::providers::{LoginStart, UpstreamHints};
 use crate::store::LoginTransaction;
 
 #[derive(Deserialize)]
@@ -29,6 +29,58 @@ pub(super) struct LoginParams {
     /// Token mode: an RFC 7636 S256 challenge; the code is then only traded with its verifier.
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
+    /// Passed to the provider (OpenID Connect Core §3.1.2.1): `prompt=login`, `max_age`,
+    /// `login_hint`, `acr_values`.
+    prompt: Option<String>,
+    /// The chooser offers only these providers (comma-separated ids): the ones an app may use.
+    providers: Option<String>,
+    max_age: Option<String>,
+    login_hint: Option<String>,
+    acr_values: Option<String>,
+}
+
+impl LoginParams {
+    /// The hints for the provider, checked: short, printable, and only what they can mean.
+    fn hints(&self) -> AppResult<UpstreamHints> {
+        let bad = |what: &str| {
+            AppError::bad_request(
+                "invalid_request",
+                format!("{what} is not valid for a sign-in request."),
+            )
+        };
+        let printable = |v: &str| v.len() <= 256 && v.chars().all(|c| !c.is_control());
+        let prompt_login = match self.prompt.as_deref().filter(|p| !p.is_empty()) {
+            None => false,
+            Some("login") => true,
+            Some(_) => return Err(bad("prompt (only \"login\" is passed on)")),
+        };
+        let max_age = match self.max_age.as_deref().filter(|m| !m.is_empty()) {
+            None => None,
+            Some(m) => Some(
+                m.parse::<u64>()
+                    .ok()
+                    .filter(|_| m.len() <= 10)
+                    .ok_or_else(|| bad("max_age"))?,
+            ),
+        };
+        let login_hint = self.login_hint.clone().filter(|h| !h.is_empty());
+        if login_hint.as_deref().is_some_and(|h| !printable(h)) {
+            return Err(bad("login_hint"));
+        }
+        let acr_values = self.acr_values.clone().filter(|a| !a.is_empty());
+        if acr_values
+            .as_deref()
+            .is_some_and(|a| !printable(a) || a.contains(['"', '\\']))
+        {
+            return Err(bad("acr_values"));
+        }
+        Ok(UpstreamHints {
+            prompt_login,
+            max_age,
+            login_hint,
+            acr_values,
+        })
+    }
 }
 
 /// A token-mode PKCE challenge as given: S256 only, 43 base64url characters.
@@ -107,6 +159,7 @@ pub(super) async fn login(
         params.code_challenge.as_deref(),
         params.code_challenge_method.as_deref(),
     )?;
+    let hints = params.hints()?;
     let provider_id = match params.provider {
         Some(p) => p,
         None if state.providers.len() == 1 => state
@@ -115,7 +168,10 @@ pub(super) async fn login(
             .next()
             .map(|p| p.id.clone())
             .unwrap_or_default(),
-        None => return chooser(&state, &return_to, token_mode),
+        None => {
+            let only = params.providers.as_deref().filter(|p| !p.is_empty());
+            return chooser(&state, &return_to, token_mode, &hints, only);
+        }
     };
     let provider = find_provider(&state, &provider_id)?;
     // One binding per browser, shared by its tabs; each tab has its own transaction.
@@ -131,7 +187,7 @@ pub(super) async fn login(
         token_mode,
         code_challenge: challenge,
     };
-    let request = match provider.start_login(params.idp.as_deref()).await? {
+    let request = match provider.start_login(params.idp.as_deref(), &hints).await? {
         LoginStart::Redirect(request) => request,
         LoginStart::SignInPage(form) => {
             return sign_in_page(&state, &provider, &form, &tx.return_to, token_mode, None);
@@ -145,10 +201,17 @@ pub(super) async fn login(
     Ok(redirect_with_binding(&state, &request.url, &binding))
 }
 
-fn chooser(state: &AppState, return_to: &str, token_mode: bool) -> AppResult<Response> {
+fn chooser(
+    state: &AppState,
+    return_to: &str,
+    token_mode: bool,
+    hints: &UpstreamHints,
+    only: Option<&str>,
+) -> AppResult<Response> {
     let providers: Vec<_> = state
         .providers
         .all()
+        .filter(|p| only.is_none_or(|only| only.split(',').any(|id| id == p.id)))
         .map(|p| {
             let mut u = Url::parse(&state.login_url()).ok();
             if let Some(u) = u.as_mut() {
@@ -156,6 +219,7 @@ fn chooser(state: &AppState, return_to: &str, token_mode: bool) -> AppResult<Res
                 if token_mode {
                     u.query_pairs_mut().append_pair("mode", "token");
                 }
+                u.query_pairs_mut().extend_pairs(hints.params());
             }
             minijinja::context! { name => p.display_name.clone(), url => u.map(|u| u.to_string()).unwrap_or_default() }
         })
