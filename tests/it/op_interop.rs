@@ -5,7 +5,8 @@
 //!   RP-initiated logout;
 //! - oidc-client 1.11.5, the library WeWeb's OpenID plugin bundles, set up as the plugin sets it
 //!   up, in a real headless Chromium (`tests/peers/op-browser.mjs` + `op-browser.html`): sign-in
-//!   with userinfo, renewal with the refresh token, the user kept in one cookie, sign-out.
+//!   with userinfo, renewal with the refresh token, the user kept in one cookie, sign-out; and,
+//!   for an app without offline_access, renewal in a hidden iframe with prompt=none.
 //!
 //! A missing runtime, package or browser is a failure that says how to install it, never a skip.
 
@@ -24,19 +25,21 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 const SCOPES: &str = r#"["openid", "profile", "email", "offline_access"]"#;
 
-/// The broker with the dev provider and one public client (PKCE, no secret) registered for
-/// `redirect_uri` and `post_logout_redirect_uri`.
-async fn broker_with_public_client(
-    client_id: &str,
-    redirect_uri: &str,
-    post_logout_redirect_uri: &str,
-) -> TestApp {
-    spawn(Spawn::providers(format!(
-        "[providers.dev]\nkind = \"dev\"\n\n\
-         [clients.{client_id}]\n\
+/// A public client (PKCE, no secret) registered for `redirect_uri` and `post_logout_redirect_uri`.
+fn public_client(client_id: &str, redirect_uri: &str, post_logout_redirect_uri: &str) -> String {
+    format!(
+        "[clients.{client_id}]\n\
          redirect_uris = [\"{redirect_uri}\"]\n\
          post_logout_redirect_uris = [\"{post_logout_redirect_uri}\"]\n\
          scopes = {SCOPES}\n"
+    )
+}
+
+/// The broker with the dev provider and the given `[clients.*]` tables.
+async fn broker_with_clients(clients: &[String]) -> TestApp {
+    spawn(Spawn::providers(format!(
+        "[providers.dev]\nkind = \"dev\"\n\n{}",
+        clients.join("\n")
     )))
     .await
 }
@@ -120,7 +123,7 @@ async fn openid_client_signs_in_refreshes_revokes_and_logs_out() {
     let rp = format!("http://127.0.0.1:{}", free_port());
     let redirect_uri = format!("{rp}/callback");
     let post_logout = format!("{rp}/signed-out");
-    let app = broker_with_public_client("node-rp", &redirect_uri, &post_logout).await;
+    let app = broker_with_clients(&[public_client("node-rp", &redirect_uri, &post_logout)]).await;
 
     let result = run_script(
         "op-openid-client.mjs",
@@ -135,6 +138,7 @@ async fn openid_client_signs_in_refreshes_revokes_and_logs_out() {
     let done = steps(&result);
     for step in [
         "discovery",
+        "cors",
         "authorize",
         "code exchange",
         "userinfo",
@@ -164,7 +168,15 @@ async fn oidc_client_1_11_5_in_chromium_signs_in_renews_and_signs_out() {
     let origin = format!("http://127.0.0.1:{}", free_port());
     let redirect_uri = format!("{origin}/callback");
     let post_logout = format!("{origin}/signed-out");
-    let app = broker_with_public_client("weweb", &redirect_uri, &post_logout).await;
+    // The second app asks for no offline_access (the plugin's default scope has none), so it
+    // renews in a hidden iframe.
+    let iframe_redirect_uri = format!("{origin}/silent/callback");
+    let iframe_post_logout = format!("{origin}/silent/signed-out");
+    let app = broker_with_clients(&[
+        public_client("weweb", &redirect_uri, &post_logout),
+        public_client("weweb-iframe", &iframe_redirect_uri, &iframe_post_logout),
+    ])
+    .await;
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("op-browser-screenshots");
 
     let result = run_script(
@@ -174,6 +186,9 @@ async fn oidc_client_1_11_5_in_chromium_signs_in_renews_and_signs_out() {
             ("CLIENT_ID", "weweb".into()),
             ("REDIRECT_URI", redirect_uri),
             ("POST_LOGOUT_REDIRECT_URI", post_logout),
+            ("IFRAME_CLIENT_ID", "weweb-iframe".into()),
+            ("IFRAME_REDIRECT_URI", iframe_redirect_uri),
+            ("IFRAME_POST_LOGOUT_REDIRECT_URI", iframe_post_logout),
             ("CHROMIUM", chromium.display().to_string()),
             ("SCREENSHOT_DIR", screenshots.display().to_string()),
         ],
@@ -188,6 +203,11 @@ async fn oidc_client_1_11_5_in_chromium_signs_in_renews_and_signs_out() {
         "silent renew",
         "sign out",
         "after sign out",
+        "iframe: open",
+        "iframe: sign in",
+        "iframe: callback",
+        "iframe: silent renew",
+        "iframe: sign out",
     ] {
         assert!(
             done.contains(&step),

@@ -1,14 +1,20 @@
 // oidc-client 1.11.5 (the library WeWeb's OpenID plugin bundles) in a real headless Chromium
 // against the broker as an OpenID Provider. A small static server on 127.0.0.1 serves
 // op-browser.html, a single-page app set up with the plugin's settings (user kept in cookies);
-// playwright-core drives it: signinRedirect through the dev provider's "pick a test user" page,
-// signinRedirectCallback with userinfo, signinSilent with the refresh token, the size of the stored
-// user, signoutRedirect back to the page, and a new sign-in that must show the login page again.
+// playwright-core drives it:
+// - with offline_access: signinRedirect through the dev provider's "pick a test user" page,
+//   signinRedirectCallback with userinfo, the size of the stored user, signinSilent with the
+//   refresh token, signoutRedirect back to the page, and a new sign-in that must show the login
+//   page again (the broker session ended);
+// - without offline_access (the plugin's default scope has none), when IFRAME_CLIENT_ID is set:
+//   no refresh token is issued, so signinSilent renews in a hidden iframe with prompt=none.
 //
-// Environment: BROKER_URL (the issuer), CLIENT_ID (a public client), REDIRECT_URI and
-// POST_LOGOUT_REDIRECT_URI (registered for it; both http://127.0.0.1:<port>/…, the page is served
-// on that port); optionally CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR (a failure saves
-// a screenshot there), DEV_USER (default alice) and DEV_EMAIL (default <DEV_USER>@example.test).
+// Environment: BROKER_URL (the issuer); CLIENT_ID (a public client), REDIRECT_URI and
+// POST_LOGOUT_REDIRECT_URI (registered for it; http://127.0.0.1:<port>/…, the page is served on
+// that port); optionally IFRAME_CLIENT_ID, IFRAME_REDIRECT_URI and IFRAME_POST_LOGOUT_REDIRECT_URI
+// (another public client, same origin, other paths), CHROMIUM (default /usr/bin/chromium),
+// SCREENSHOT_DIR (a failure saves a screenshot there), DEV_USER (default alice) and DEV_EMAIL
+// (default <DEV_USER>@example.test).
 // Progress goes to stderr; stdout gets exactly one line: the JSON result. Exit status 0 on success.
 // Never prints a token, code or cookie value.
 import http from 'node:http';
@@ -18,9 +24,6 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const ISSUER = (process.env.BROKER_URL || '').replace(/\/+$/, '');
-const CLIENT_ID = process.env.CLIENT_ID || '';
-const REDIRECT_URI = process.env.REDIRECT_URI || '';
-const POST_LOGOUT_REDIRECT_URI = process.env.POST_LOGOUT_REDIRECT_URI || '';
 const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || '';
 const DEV_USER = process.env.DEV_USER || 'alice';
@@ -29,6 +32,26 @@ const OIDC_CLIENT_VERSION = '1.11.5';
 const STEP_TIMEOUT_MS = 15_000;
 /** WeWeb's plugin keeps the user in one cookie below this many characters, else splits it in four. */
 const ONE_COOKIE_LIMIT = 3000;
+
+/** The apps served, each a UserManager set up for one registered client. */
+const APPS = [
+  {
+    name: 'refresh token',
+    client_id: process.env.CLIENT_ID || '',
+    redirect_uri: process.env.REDIRECT_URI || '',
+    post_logout_redirect_uri: process.env.POST_LOGOUT_REDIRECT_URI || '',
+    scope: 'openid profile email offline_access',
+  },
+];
+if (process.env.IFRAME_CLIENT_ID) {
+  APPS.push({
+    name: 'iframe',
+    client_id: process.env.IFRAME_CLIENT_ID,
+    redirect_uri: process.env.IFRAME_REDIRECT_URI || '',
+    post_logout_redirect_uri: process.env.IFRAME_POST_LOGOUT_REDIRECT_URI || '',
+    scope: 'openid profile email',
+  });
+}
 
 class StepFailure extends Error {}
 
@@ -70,7 +93,7 @@ function fail(message) {
   process.exit(1);
 }
 
-// ---- the app's server ----
+// ---- the apps' server ----
 
 function oidcClientScript() {
   const require = createRequire(import.meta.url);
@@ -86,18 +109,32 @@ function oidcClientScript() {
   return readFileSync(require.resolve('oidc-client/dist/oidc-client.min.js'));
 }
 
-function startApp(app) {
+/** The first page path of an app: its redirect_uri's folder. */
+function home(app) {
+  return new URL('./', app.redirect_uri).pathname;
+}
+
+/** Serves every app's page (at its home, redirect_uri and post_logout_redirect_uri) on `origin`. */
+function startServer(origin) {
   const script = oidcClientScript();
-  const config = JSON.stringify({
-    authority: ISSUER,
-    client_id: CLIENT_ID,
-    redirect_uri: REDIRECT_URI,
-    post_logout_redirect_uri: POST_LOGOUT_REDIRECT_URI,
-  }).replace(/</g, '\\u003c');
-  const page = readFileSync(new URL('./op-browser.html', import.meta.url), 'utf8').replace('>__CONFIG__<', () => `>${config}<`);
-  const pages = new Set(['/', new URL(REDIRECT_URI).pathname, new URL(POST_LOGOUT_REDIRECT_URI).pathname]);
+  const template = readFileSync(new URL('./op-browser.html', import.meta.url), 'utf8');
+  const pages = new Map();
+  for (const app of APPS) {
+    const config = JSON.stringify({
+      authority: ISSUER,
+      client_id: app.client_id,
+      redirect_uri: app.redirect_uri,
+      post_logout_redirect_uri: app.post_logout_redirect_uri,
+      scope: app.scope,
+    }).replace(/</g, '\\u003c');
+    const page = template.replace('>__CONFIG__<', () => `>${config}<`);
+    for (const path of [home(app), new URL(app.redirect_uri).pathname, new URL(app.post_logout_redirect_uri).pathname]) {
+      check(!pages.has(path), `two apps would be served at ${path}: give them different paths`);
+      pages.set(path, page);
+    }
+  }
   const server = http.createServer((req, res) => {
-    const path = new URL(req.url, app.origin).pathname;
+    const path = new URL(req.url, origin).pathname;
     res.setHeader('Cache-Control', 'no-store');
     if (req.method !== 'GET') {
       res.writeHead(405).end();
@@ -106,14 +143,15 @@ function startApp(app) {
     } else if (path === '/oidc-client.min.js') {
       res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' }).end(script);
     } else if (pages.has(path)) {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(page);
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(pages.get(path));
     } else {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
     }
   });
+  const { hostname, port } = new URL(origin);
   return new Promise((resolve, reject) => {
-    server.once('error', (e) => reject(new StepFailure(`cannot serve the app on ${app.host}: ${e.message}`)));
-    server.listen(Number(app.port), '127.0.0.1', () => resolve(server));
+    server.once('error', (e) => reject(new StepFailure(`cannot serve the apps on ${origin}: ${e.message}`)));
+    server.listen(Number(port), hostname, () => resolve(server));
   });
 }
 
@@ -217,31 +255,32 @@ async function waitForPickPage(page, net, what) {
   check(where(page.url()).startsWith(`${ISSUER}/`), `the pick page is not served by the broker (${where(page.url())})`);
 }
 
-// ---- the scenario ----
+// ---- the scenarios ----
 
-async function scenario(page, net, meta, app) {
-  current = 'open';
-  await page.goto(`${app.origin}/`, { waitUntil: 'load' });
+async function open(page, net, app) {
+  await page.goto(new URL(home(app), app.redirect_uri).href, { waitUntil: 'load' });
   await waitForState(page, net, 'signed-out', 'a fresh browser on the app');
-  ok(`the app on ${app.origin}/ loaded oidc-client ${OIDC_CLIENT_VERSION} and shows signed-out`);
+}
 
-  current = 'sign in';
+/** signinRedirect() through the pick page, back to the app signed in; returns the stored user. */
+async function signIn(page, net, meta, app, prefix) {
+  current = `${prefix}sign in`;
   let mark = net.mark();
   await page.click('#login');
   await waitForPickPage(page, net, 'signinRedirect()');
   const authorize = net.since(mark, 'GET', meta.authorization_endpoint)[0];
   check(authorize, `signinRedirect() reached the pick page without a request to ${meta.authorization_endpoint}`);
-  facts.authorize_params = queryKeys(authorize.url);
-  ok(`signinRedirect() went to the authorization endpoint (${facts.authorize_params.join(', ')}) and on to the pick page`);
+  const authorizeParams = queryKeys(authorize.url);
+  ok(`signinRedirect() went to the authorization endpoint (${authorizeParams.join(', ')}) and on to the pick page`);
 
-  current = 'callback';
+  current = `${prefix}callback`;
   mark = net.mark();
   await Promise.all([
-    page.waitForURL((u) => u.href.startsWith(REDIRECT_URI), { timeout: STEP_TIMEOUT_MS }),
+    page.waitForURL((u) => u.href.startsWith(app.redirect_uri), { timeout: STEP_TIMEOUT_MS }),
     page.click(PICK_BUTTON),
   ]).catch((e) => {
     throw new StepFailure(
-      `after picking ${DEV_USER} the browser did not come back to ${REDIRECT_URI} (it is on ${where(page.url())}): ` +
+      `after picking ${DEV_USER} the browser did not come back to ${app.redirect_uri} (it is on ${where(page.url())}): ` +
         `${e.message.split('\n')[0]}${net.diagnostics()}`,
     );
   });
@@ -251,29 +290,32 @@ async function scenario(page, net, meta, app) {
   await checkNoPageError(page, net, 'signed in');
   const exchange = net.since(mark, 'POST', meta.token_endpoint);
   check(exchange.length === 1 && exchange[0].status === 200, `the code exchange: ${exchange.length} token requests, status ${exchange[0]?.status}`);
-  facts.code_exchange = formKeys(exchange[0]);
-  check(facts.code_exchange.grant_type === 'authorization_code', `the code exchange sent grant_type=${facts.code_exchange.grant_type}`);
+  const exchangeParams = formKeys(exchange[0]);
+  check(exchangeParams.grant_type === 'authorization_code', `the code exchange sent grant_type=${exchangeParams.grant_type}`);
   const userinfo = net.since(mark, 'GET', meta.userinfo_endpoint);
   check(userinfo.some((e) => e.status === 200), `loadUserInfo: no GET ${meta.userinfo_endpoint} answered 200 (${userinfo.map((e) => e.status).join(', ') || 'none sent'})`);
   const user = await page.evaluate(() => window.testApp.user());
   check(user, 'getUser() returns no user after the callback');
   check(typeof user.profile.sub === 'string' && user.profile.sub, 'the profile has no sub');
-  check(user.profile.email === DEV_EMAIL, `profile.email is ${JSON.stringify(user.profile.email)}, not ${DEV_EMAIL} (a value differing between the ID token and userinfo becomes an array)`);
+  check(
+    user.profile.email === DEV_EMAIL,
+    `profile.email is ${JSON.stringify(user.profile.email)}, not ${DEV_EMAIL} (a value differing between the ID token and userinfo becomes an array)`,
+  );
   check(user.access_token && user.id_token, 'the stored user lacks an access token or ID token');
-  check(user.refresh_token, 'the stored user has no refresh token although offline_access was asked for');
-  check(String(user.scope || '').split(' ').includes('offline_access'), `the stored scope is ${JSON.stringify(user.scope)}`);
   const shown = await page.$eval('#email', (el) => el.textContent.trim());
   check(shown === DEV_EMAIL, `the page shows email ${JSON.stringify(shown)}`);
-  ok(`signed in: code exchanged (${facts.code_exchange.params.join(', ')}), userinfo loaded, profile.sub set, profile.email is ${DEV_EMAIL}`);
+  ok(`signed in: code exchanged (${exchangeParams.params.join(', ')}), userinfo loaded, profile.sub set, profile.email is ${DEV_EMAIL}`);
+  return { user, authorizeParams, exchangeParams };
+}
 
-  current = 'stored user';
+/** The stored user: one cookie under the limit; returns its size. */
+async function checkStoredUser(page) {
   const stored = await page.evaluate(() => ({
     json: window.testApp.storedJson(),
     cookies: window.testApp.userCookies(),
     key: window.testApp.storageKey,
   }));
   check(stored.json, `nothing is stored under ${stored.key}`);
-  facts.stored_user_chars = stored.json.length;
   check(
     stored.json.length < ONE_COOKIE_LIMIT,
     `the stored user is ${stored.json.length} characters: at ${ONE_COOKIE_LIMIT} or more WeWeb splits it over four cookies`,
@@ -282,16 +324,63 @@ async function scenario(page, net, meta, app) {
     stored.cookies.length === 1 && stored.cookies[0] === stored.key,
     `the user is kept in ${JSON.stringify(stored.cookies)}, not in the one cookie ${stored.key}`,
   );
-  ok(`the user is one cookie of ${stored.json.length} characters (< ${ONE_COOKIE_LIMIT})`);
+  return { size: stored.json.length, user: JSON.parse(stored.json) };
+}
+
+async function renew(page, net) {
+  try {
+    return await page.evaluate(() => window.testApp.renew());
+  } catch (e) {
+    const error = await pageErrorText(page);
+    throw new StepFailure(
+      `signinSilent() failed: ${redact(e.message.split('\n')[0])}` +
+        `${error ? `; #error says ${JSON.stringify(redact(error))}` : ''}${net.diagnostics()}`,
+    );
+  }
+}
+
+/** signoutRedirect() through the end-session endpoint back to the app, signed out. */
+async function signOut(page, net, meta, app) {
+  const mark = net.mark();
+  await Promise.all([
+    page.waitForURL((u) => u.href.startsWith(app.post_logout_redirect_uri), { timeout: STEP_TIMEOUT_MS }),
+    page.click('#logout'),
+  ]).catch((e) => {
+    throw new StepFailure(
+      `signoutRedirect() did not come back to ${app.post_logout_redirect_uri} (the browser is on ${where(page.url())}): ` +
+        `${e.message.split('\n')[0]}${net.diagnostics()}`,
+    );
+  });
+  const endSession = net.since(mark, 'GET', meta.end_session_endpoint)[0];
+  check(endSession, `signoutRedirect() did not go through ${meta.end_session_endpoint}`);
+  await waitForState(page, net, 'signed-out', 'back from signoutRedirect()');
+  await checkNoPageError(page, net, 'signed out');
+  const left = await page.evaluate(() => window.testApp.userCookies());
+  check(left.length === 0, `the user's cookies are still set after sign-out: ${JSON.stringify(left)}`);
+  check((await page.evaluate(() => window.testApp.user())) === null, 'getUser() still returns a user after sign-out');
+  return queryKeys(endSession.url);
+}
+
+/** Renewal with the refresh token (the scope has offline_access). */
+async function refreshTokenApp(page, net, meta, app) {
+  current = 'open';
+  await open(page, net, app);
+  ok(`the app on ${where(page.url())} loaded oidc-client ${OIDC_CLIENT_VERSION} and shows signed-out`);
+
+  const { user, authorizeParams, exchangeParams } = await signIn(page, net, meta, app, '');
+  facts.authorize_params = authorizeParams;
+  facts.code_exchange = exchangeParams;
+  check(user.refresh_token, 'the stored user has no refresh token although offline_access was asked for');
+  check(String(user.scope || '').split(' ').includes('offline_access'), `the stored scope is ${JSON.stringify(user.scope)}`);
+
+  current = 'stored user';
+  const stored = await checkStoredUser(page);
+  facts.stored_user_chars = stored.size;
+  ok(`the user is one cookie of ${stored.size} characters (< ${ONE_COOKIE_LIMIT})`);
 
   current = 'silent renew';
-  mark = net.mark();
-  let renewed;
-  try {
-    renewed = await page.evaluate(() => window.testApp.renew());
-  } catch (e) {
-    throw new StepFailure(`signinSilent() failed: ${redact(e.message.split('\n')[0])}${net.diagnostics()}`);
-  }
+  const mark = net.mark();
+  const renewed = await renew(page, net);
   check(renewed, 'signinSilent() returned no user');
   const refreshes = net.since(mark, 'POST', meta.token_endpoint);
   check(refreshes.length === 1, `signinSilent() made ${refreshes.length} token requests, not one`);
@@ -305,35 +394,16 @@ async function scenario(page, net, meta, app) {
   check(renewed.access_token && renewed.access_token !== user.access_token, 'signinSilent() kept the old access token');
   check(renewed.refresh_token && renewed.refresh_token !== user.refresh_token, 'signinSilent() stored no new refresh token: the broker must rotate it');
   check(renewed.profile.sub === user.profile.sub, 'the profile sub changed on renewal');
-  const after = await page.evaluate(() => ({ json: window.testApp.storedJson(), cookies: window.testApp.userCookies() }));
-  const parsed = JSON.parse(after.json);
-  check(parsed.refresh_token === renewed.refresh_token, 'the cookie does not hold the new refresh token');
-  check(parsed.access_token === renewed.access_token, 'the cookie does not hold the new access token');
-  check(after.json.length < ONE_COOKIE_LIMIT && after.cookies.length === 1, `after renewal the user is ${after.json.length} characters in ${after.cookies.length} cookies`);
-  facts.stored_user_chars_after_renew = after.json.length;
+  const after = await checkStoredUser(page);
+  check(after.user.refresh_token === renewed.refresh_token, 'the cookie does not hold the new refresh token');
+  check(after.user.access_token === renewed.access_token, 'the cookie does not hold the new access token');
+  facts.stored_user_chars_after_renew = after.size;
   await waitForState(page, net, 'signed-in', 'after signinSilent()');
   await checkNoPageError(page, net, 'after signinSilent()');
-  ok(`signinSilent() used the refresh_token grant (${facts.refresh.params.join(', ')}); new access and refresh tokens are in the cookie`);
+  ok(`signinSilent() used the refresh_token grant (${facts.refresh.params.join(', ')}); new access and refresh tokens are in the cookie (${after.size} characters)`);
 
   current = 'sign out';
-  mark = net.mark();
-  await Promise.all([
-    page.waitForURL((u) => u.href.startsWith(POST_LOGOUT_REDIRECT_URI), { timeout: STEP_TIMEOUT_MS }),
-    page.click('#logout'),
-  ]).catch((e) => {
-    throw new StepFailure(
-      `signoutRedirect() did not come back to ${POST_LOGOUT_REDIRECT_URI} (the browser is on ${where(page.url())}): ` +
-        `${e.message.split('\n')[0]}${net.diagnostics()}`,
-    );
-  });
-  const endSession = net.since(mark, 'GET', meta.end_session_endpoint)[0];
-  check(endSession, `signoutRedirect() did not go through ${meta.end_session_endpoint}`);
-  facts.end_session_params = queryKeys(endSession.url);
-  await waitForState(page, net, 'signed-out', 'back from signoutRedirect()');
-  await checkNoPageError(page, net, 'signed out');
-  const left = await page.evaluate(() => window.testApp.userCookies());
-  check(left.length === 0, `the user's cookies are still set after sign-out: ${JSON.stringify(left)}`);
-  check((await page.evaluate(() => window.testApp.user())) === null, 'getUser() still returns a user after sign-out');
+  facts.end_session_params = await signOut(page, net, meta, app);
   ok(`signoutRedirect() went through the end-session endpoint (${facts.end_session_params.join(', ')}) back to the app, signed out`);
 
   current = 'after sign out';
@@ -342,14 +412,52 @@ async function scenario(page, net, meta, app) {
   ok('a new signinRedirect() shows the pick page again: the broker session ended');
 }
 
+/** Renewal in a hidden iframe with prompt=none (no offline_access, so no refresh token). */
+async function iframeApp(page, net, meta, app) {
+  current = 'iframe: open';
+  await open(page, net, app);
+  ok(`the app on ${where(page.url())} (scope ${JSON.stringify(app.scope)}) shows signed-out`);
+
+  const { user } = await signIn(page, net, meta, app, 'iframe: ');
+  check(!user.refresh_token, 'a refresh token was issued although offline_access was not asked for');
+
+  current = 'iframe: silent renew';
+  const mark = net.mark();
+  const renewed = await renew(page, net);
+  check(renewed, 'signinSilent() returned no user');
+  const authorize = net.since(mark, 'GET', meta.authorization_endpoint);
+  check(authorize.length === 1, `signinSilent() made ${authorize.length} requests to the authorization endpoint, not one (in its iframe)`);
+  const query = new URL(authorize[0].url).searchParams;
+  check(query.get('prompt') === 'none', `the iframe's authorization request has prompt=${query.get('prompt')}`);
+  facts.iframe_authorize_params = queryKeys(authorize[0].url);
+  const exchange = net.since(mark, 'POST', meta.token_endpoint);
+  check(exchange.length === 1 && formKeys(exchange[0]).grant_type === 'authorization_code', 'the iframe renewal did not exchange one code');
+  check(exchange[0].status === 200, `the iframe renewal's code exchange answered HTTP ${exchange[0].status}`);
+  check(renewed.access_token && renewed.access_token !== user.access_token, 'signinSilent() kept the old access token');
+  check(renewed.profile.sub === user.profile.sub, 'the profile sub changed on renewal');
+  check(renewed.profile.email === DEV_EMAIL, `after renewal profile.email is ${JSON.stringify(renewed.profile.email)}`);
+  const after = await checkStoredUser(page);
+  check(after.user.access_token === renewed.access_token, 'the cookie does not hold the new access token');
+  await waitForState(page, net, 'signed-in', 'after signinSilent()');
+  await checkNoPageError(page, net, 'after signinSilent()');
+  ok(`signinSilent() renewed in a hidden iframe (${facts.iframe_authorize_params.join(', ')}) and exchanged its code`);
+
+  current = 'iframe: sign out';
+  await signOut(page, net, meta, app);
+  ok('signoutRedirect() went back to the app, signed out');
+}
+
 async function main() {
   check(ISSUER, 'set BROKER_URL to the broker base URL, e.g. http://127.0.0.1:8080');
-  check(CLIENT_ID, 'set CLIENT_ID to a public client registered in [clients.*]');
-  check(REDIRECT_URI && POST_LOGOUT_REDIRECT_URI, 'set REDIRECT_URI and POST_LOGOUT_REDIRECT_URI (registered for CLIENT_ID)');
-  const app = new URL(REDIRECT_URI);
+  for (const app of APPS) {
+    check(app.client_id, `set the ${app.name} app's client id (CLIENT_ID / IFRAME_CLIENT_ID)`);
+    check(app.redirect_uri && app.post_logout_redirect_uri, `set the ${app.name} app's redirect and post-logout URIs`);
+  }
+  const origin = new URL(APPS[0].redirect_uri).origin;
   check(
-    app.protocol === 'http:' && app.hostname === '127.0.0.1' && app.port && new URL(POST_LOGOUT_REDIRECT_URI).origin === app.origin,
-    'REDIRECT_URI and POST_LOGOUT_REDIRECT_URI must both be http://127.0.0.1:<port>/… (the app is served there)',
+    origin.startsWith('http://127.0.0.1:') &&
+      APPS.every((a) => new URL(a.redirect_uri).origin === origin && new URL(a.post_logout_redirect_uri).origin === origin),
+    'every redirect and post-logout URI must be on one http://127.0.0.1:<port> origin (the apps are served there)',
   );
 
   current = 'discovery';
@@ -364,7 +472,7 @@ async function main() {
   }
 
   current = 'setup';
-  const server = await startApp(app);
+  const server = await startServer(origin);
   let browser;
   try {
     browser = await chromium.launch({
@@ -389,25 +497,32 @@ async function main() {
     );
   }
   facts.chromium = browser.version();
-  console.error(`ok   setup: Chromium ${facts.chromium} started; the app is served on ${app.origin}`);
+  console.error(`ok   setup: Chromium ${facts.chromium} started; the apps are served on ${origin}`);
 
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_TIMEOUT_MS);
-  const net = new NetworkLog(page, [app.origin, new URL(ISSUER).origin]);
+  const scenarios = [[refreshTokenApp, APPS[0]]];
+  if (APPS[1]) scenarios.push([iframeApp, APPS[1]]);
   let failure = null;
-  try {
-    await scenario(page, net, meta, app);
-    if (net.pageErrors.length) failure = `uncaught errors in the page: ${net.pageErrors.join('; ')}`;
-    if (net.outside.length) failure = `requests outside the app and the broker: ${[...new Set(net.outside)].join(', ')}`;
-  } catch (e) {
-    failure = e instanceof StepFailure ? e.message : `${e.message.split('\n')[0]}${net.diagnostics()}`;
-  }
-  if (failure && SCREENSHOT_DIR) {
-    mkdirSync(SCREENSHOT_DIR, { recursive: true });
-    const file = join(SCREENSHOT_DIR, `op-browser-${current.replace(/\s+/g, '-')}.png`);
-    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-    failure += `\n  screenshot: ${file}`;
+  for (const [scenario, app] of scenarios) {
+    // A fresh browser profile each: no broker session or cookie carries over.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const net = new NetworkLog(page, [origin, new URL(ISSUER).origin]);
+    try {
+      await scenario(page, net, meta, app);
+      if (net.pageErrors.length) failure = `uncaught errors in the page: ${net.pageErrors.join('; ')}`;
+      if (net.outside.length) failure = `requests outside the app and the broker: ${[...new Set(net.outside)].join(', ')}`;
+    } catch (e) {
+      failure = e instanceof StepFailure ? e.message : `${e.message.split('\n')[0]}${net.diagnostics()}`;
+    }
+    if (failure && SCREENSHOT_DIR) {
+      mkdirSync(SCREENSHOT_DIR, { recursive: true });
+      const file = join(SCREENSHOT_DIR, `op-browser-${current.replace(/[^\w]+/g, '-')}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      failure += `\n  screenshot: ${file}`;
+    }
+    await context.close();
+    if (failure) break;
   }
   await browser.close();
   server.close();

@@ -260,6 +260,92 @@ async function verifyJwt(jwt, jwksUri) {
   return b64json(parts[1]);
 }
 
+// ---- CORS, as a single-page app's browser sees it ----
+
+/** A browser app on the redirect_uri's origin reads these; any other origin must not. */
+async function checkCors(meta) {
+  const app = new URL(REDIRECT_URI).origin;
+  const stranger = 'https://stranger.example';
+  const form = (fields) => ({
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+  const readable = async (what, url, init, origin) => {
+    const res = await fetch(url, { ...init, headers: { ...(init?.headers || {}), Origin: origin } });
+    await res.arrayBuffer();
+    const acao = res.headers.get('access-control-allow-origin');
+    const credentials = res.headers.get('access-control-allow-credentials');
+    return { res, acao, credentials, what };
+  };
+  const mustAllow = ({ res, acao, credentials, what }) => {
+    check(acao === app, `${what} from ${app} (HTTP ${res.status}): Access-Control-Allow-Origin is ${JSON.stringify(acao)}, not ${app}`);
+    check(credentials !== 'true', `${what}: Access-Control-Allow-Credentials is true (the OpenID endpoints take tokens, never cookies)`);
+  };
+  const mustRefuse = ({ res, acao, what }) => {
+    check(!acao, `${what} from ${stranger}, an unregistered origin (HTTP ${res.status}): Access-Control-Allow-Origin is ${JSON.stringify(acao)}`);
+  };
+  const discovery = `${ISSUER}/.well-known/openid-configuration`;
+  mustAllow(await readable('GET discovery', discovery, {}, app));
+  mustRefuse(await readable('GET discovery', discovery, {}, stranger));
+  mustAllow(await readable('GET jwks_uri', meta.jwks_uri, {}, app));
+  // An error answer must be readable too, or a browser app sees a network error instead of it.
+  const tokenError = await readable(
+    'POST token_endpoint with an unknown refresh token',
+    meta.token_endpoint,
+    form({ grant_type: 'refresh_token', refresh_token: 'not-a-refresh-token', client_id: CLIENT_ID }),
+    app,
+  );
+  check(tokenError.res.status === 400, `a refresh with an unknown token answered HTTP ${tokenError.res.status}, not 400`);
+  mustAllow(tokenError);
+  mustRefuse(
+    await readable(
+      'POST token_endpoint',
+      meta.token_endpoint,
+      form({ grant_type: 'refresh_token', refresh_token: 'not-a-refresh-token', client_id: CLIENT_ID }),
+      stranger,
+    ),
+  );
+  mustAllow(
+    await readable(
+      'POST revocation_endpoint with an unknown token',
+      meta.revocation_endpoint,
+      form({ token: 'not-a-token', token_type_hint: 'refresh_token', client_id: CLIENT_ID }),
+      app,
+    ),
+  );
+  // userinfo takes an Authorization header: the browser asks first.
+  const preflight = await readable(
+    'OPTIONS userinfo_endpoint (preflight)',
+    meta.userinfo_endpoint,
+    {
+      method: 'OPTIONS',
+      headers: { 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization' },
+    },
+    app,
+  );
+  check(preflight.res.status >= 200 && preflight.res.status < 300, `the userinfo preflight answered HTTP ${preflight.res.status}`);
+  mustAllow(preflight);
+  const allowHeaders = (preflight.res.headers.get('access-control-allow-headers') || '').toLowerCase();
+  check(
+    allowHeaders.split(',').map((h) => h.trim()).includes('authorization'),
+    `the userinfo preflight allows headers ${JSON.stringify(allowHeaders)}: it must name authorization (a * does not cover it)`,
+  );
+  const allowMethods = (preflight.res.headers.get('access-control-allow-methods') || '').toUpperCase();
+  check(allowMethods.includes('GET') || allowMethods === '*', `the userinfo preflight allows methods ${JSON.stringify(allowMethods)}`);
+  mustRefuse(
+    await readable(
+      'OPTIONS userinfo_endpoint (preflight)',
+      meta.userinfo_endpoint,
+      {
+        method: 'OPTIONS',
+        headers: { 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization' },
+      },
+      stranger,
+    ),
+  );
+}
+
 // ---- the scenario ----
 
 async function main() {
@@ -300,6 +386,10 @@ async function main() {
   for (const s of SCOPE.split(' ')) check(has('scopes_supported', s), `scopes_supported lacks ${s}: ${JSON.stringify(meta.scopes_supported)}`);
   check(meta.authorization_response_iss_parameter_supported === true, 'authorization_response_iss_parameter_supported is not true');
   ok(`issuer ${ISSUER}; every endpoint the flow needs is advertised`);
+
+  current = 'cors';
+  await checkCors(meta);
+  ok(`discovery, JWKS, token (errors too), userinfo (preflight) and revoke answer CORS for ${new URL(REDIRECT_URI).origin} only, without credentials`);
 
   current = 'authorize';
   const codeVerifier = client.randomPKCECodeVerifier();
