@@ -143,6 +143,7 @@ async fn openid_client_signs_in_refreshes_revokes_and_logs_out() {
         "code exchange",
         "userinfo",
         "refresh",
+        "concurrent refresh",
         "revocation",
         "code reuse",
         "logout",

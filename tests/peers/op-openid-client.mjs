@@ -478,11 +478,32 @@ async function main() {
   notes.refreshed_id_token = Boolean(first.id_token);
   ok(`two refreshes, each with a new refresh token and access token${first.id_token ? ' (ID token kept sub, sid, auth_time, azp)' : ''}`);
 
+  // Two tabs of one app share the stored refresh token and renew at the same moment: both must
+  // succeed, and whichever answer is stored last must go on working.
+  current = 'concurrent refresh';
+  const [tabA, tabB] = await Promise.all([
+    client.refreshTokenGrant(config, second.refresh_token),
+    client.refreshTokenGrant(config, second.refresh_token),
+  ]).catch((e) => {
+    throw new StepFailure(`two refreshes at once with the same refresh token: one failed (${describe(e)})`);
+  });
+  check(tabA.refresh_token && tabB.refresh_token, 'a concurrent refresh returned no refresh token');
+  check(tabA.refresh_token !== second.refresh_token, 'the concurrent refresh did not rotate the refresh token');
+  notes.concurrent_refresh_same_token = tabA.refresh_token === tabB.refresh_token;
+  const latest = await client.refreshTokenGrant(config, tabB.refresh_token).catch((e) => {
+    throw new StepFailure(`the refresh token from the second of two concurrent refreshes is refused (${describe(e)})`);
+  });
+  check(latest.refresh_token && latest.refresh_token !== tabB.refresh_token, 'the refresh after the concurrent ones did not rotate');
+  ok(
+    `two refreshes at once with one token both succeeded (${notes.concurrent_refresh_same_token ? 'with the same new refresh token' : 'with different new refresh tokens'}); ` +
+      'the one stored last refreshes again',
+  );
+
   current = 'revocation';
-  await client.tokenRevocation(config, second.refresh_token, { token_type_hint: 'refresh_token' });
+  await client.tokenRevocation(config, latest.refresh_token, { token_type_hint: 'refresh_token' });
   let refused = null;
   try {
-    await client.refreshTokenGrant(config, second.refresh_token);
+    await client.refreshTokenGrant(config, latest.refresh_token);
   } catch (e) {
     refused = e;
   }
