@@ -5,6 +5,8 @@
 //! Until the client and its exact redirect URI are known, a refusal is shown to the person and
 //! never redirected (RFC 6749 §4.1.2.1): an open redirector would hand codes and errors to anyone.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -117,11 +119,12 @@ pub fn error_redirect(
     }
 }
 
-/// The client and its exact redirect URI, or a page-only refusal.
-fn client_and_redirect<'a>(
-    op: &Op<'a>,
-    p: &Params<'_>,
+/// The client and its exact redirect URI among `clients`, or a page-only refusal.
+pub fn client_and_redirect_of<'a>(
+    clients: &'a BTreeMap<String, ClientConfig>,
+    pairs: &[(String, String)],
 ) -> Result<(&'a ClientConfig, String), OpError> {
+    let p = Params(pairs);
     let dup = |name: &str| {
         OpError::page(
             "invalid_request",
@@ -129,7 +132,7 @@ fn client_and_redirect<'a>(
         )
     };
     let client_id = p.get("client_id").map_err(|_| dup("client_id"))?;
-    let Some(client) = client_id.and_then(|id| op.client(id)) else {
+    let Some(client) = client_id.and_then(|id| clients.get(id)) else {
         return Err(OpError::page(
             "unknown_client",
             "The app that sent you here is not registered with this sign-in service (unknown client_id). Its operator must add it as a [clients.ID] table.",
@@ -155,7 +158,8 @@ fn client_and_redirect<'a>(
 /// Checks an authorization request; `Refusal::Redirect` carries the client's error redirect.
 pub fn check(op: &Op<'_>, pairs: &[(String, String)]) -> Result<AuthRequest, Refusal> {
     let p = Params(pairs);
-    let (client, redirect_uri) = client_and_redirect(op, &p).map_err(Refusal::Page)?;
+    let (client, redirect_uri) =
+        client_and_redirect_of(op.clients, pairs).map_err(Refusal::Page)?;
     // `state` goes back with every error, so it is read first (a repeated one goes back unsent).
     let state = p.get("state").ok().flatten();
     let refuse = |error: &str, description: &str| {
