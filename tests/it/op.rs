@@ -673,9 +673,11 @@ async fn rp_initiated_logout_ends_the_session_through_the_provider_and_lands_on_
     assert_eq!(query_param(&to, "state").as_deref(), Some("bye-1"));
 }
 
-#[tokio::test]
-async fn a_client_with_a_backchannel_logout_uri_is_told_when_the_session_ends() {
-    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+type Received = Arc<Mutex<Vec<String>>>;
+
+/// An app's back-channel logout endpoint: `(its URI, the bodies it received)`.
+async fn logout_receiver() -> (String, Received) {
+    let received: Received = Arc::default();
     let sink = received.clone();
     let receiver = axum::Router::new().route(
         "/bcl",
@@ -690,21 +692,11 @@ async fn a_client_with_a_backchannel_logout_uri_is_told_when_the_session_ends() 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
-    let app = spawn(with_clients(&client(
-        "app",
-        &format!("backchannel_logout_uri = \"http://{addr}/bcl\""),
-    )))
-    .await;
-    let t = sign_in_tokens(&app, "alice").await;
-    let id = verify(&app, t["id_token"].as_str().unwrap(), "app").await;
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    (format!("http://{addr}/bcl"), received)
+}
+
+/// The claims of the first logout token `received`, waiting up to five seconds for it.
+async fn first_logout_token(app: &TestApp, received: &Received) -> Value {
     let mut body = None;
     for _ in 0..50 {
         if let Some(b) = received.lock().unwrap().first().cloned() {
@@ -718,7 +710,53 @@ async fn a_client_with_a_backchannel_logout_uri_is_told_when_the_session_ends() 
         .find(|(k, _)| k == "logout_token")
         .map(|(_, v)| v.into_owned())
         .unwrap();
-    let claims = verify(&app, &token, "app").await;
+    verify(app, &token, "app").await
+}
+
+#[tokio::test]
+async fn an_idle_timeout_ends_the_apps_tokens_and_the_app_is_told() {
+    let (uri, received) = logout_receiver().await;
+    let app = spawn(
+        with_clients(&client(
+            "app",
+            &format!("backchannel_logout_uri = \"{uri}\""),
+        ))
+        .session("idle_timeout = \"10m\"\nabsolute_lifetime = \"1d\"\n"),
+    )
+    .await;
+    let t = sign_in_tokens(&app, "alice").await;
+    app.clock.advance(std::time::Duration::from_secs(11 * 60));
+    assert_eq!(
+        refresh(&app, t["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        400
+    );
+    // No request ends an idle session: the periodic check finds it.
+    oidc_broker::op::backchannel::check_grants(&app.state.op(), std::time::Duration::ZERO).await;
+    let claims = first_logout_token(&app, &received).await;
+    assert_eq!(claims["aud"], "app");
+}
+
+#[tokio::test]
+async fn a_client_with_a_backchannel_logout_uri_is_told_when_the_session_ends() {
+    let (uri, received) = logout_receiver().await;
+    let app = spawn(with_clients(&client(
+        "app",
+        &format!("backchannel_logout_uri = \"{uri}\""),
+    )))
+    .await;
+    let t = sign_in_tokens(&app, "alice").await;
+    let id = verify(&app, t["id_token"].as_str().unwrap(), "app").await;
+    let res = app
+        .browser
+        .post(app.url("/auth/logout"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let claims = first_logout_token(&app, &received).await;
     assert_eq!(claims["sub"], id["sub"]);
     assert_eq!(claims["sid"], id["sid"]);
     assert!(claims.get("nonce").is_none());
