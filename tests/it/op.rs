@@ -548,6 +548,65 @@ async fn one_sign_in_serves_two_apps_and_prompt_and_max_age_are_honoured() {
 }
 
 #[tokio::test]
+async fn login_hint_and_allowed_acr_values_travel_upstream_and_posted_requests_work_too() {
+    let app = spawn(with_clients(&client("app", "acr_values = [\"mfa\"]"))).await;
+    let (_, c) = verifier();
+    let q = authorize_query(
+        "app",
+        &c,
+        "&login_hint=alice%40example.test&acr_values=gold%20mfa",
+    );
+    let res = authorize_answer(&app, &q).await;
+    let login = location(res.headers());
+    let res = app.browser.get(&login).send().await.unwrap();
+    let upstream = location(res.headers());
+    assert_eq!(
+        query_param(&upstream, "login_hint").as_deref(),
+        Some("alice@example.test")
+    );
+    assert_eq!(query_param(&upstream, "acr_values").as_deref(), Some("mfa"));
+    let d = json(app.get("/.well-known/openid-configuration").await).await;
+    assert_eq!(d["acr_values_supported"], serde_json::json!(["mfa"]));
+    // The same request as a form post is answered the same way.
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let res = app
+        .browser
+        .post(app.url("/oauth2/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(location(res.headers()).starts_with(&app.url("/auth/login")));
+}
+
+#[tokio::test]
+async fn what_a_stranger_can_make_the_provider_side_write_is_rate_limited() {
+    let app = spawn(with_clients(&format!(
+        "[limits]\nlogin = \"2/min\"\ntoken = \"2/min\"\n{}",
+        client("app", "")
+    )))
+    .await;
+    let (_, c) = verifier();
+    let q = authorize_query("app", &c, "");
+    for _ in 0..2 {
+        assert_eq!(authorize_answer(&app, &q).await.status(), 303);
+    }
+    assert_eq!(authorize_answer(&app, &q).await.status(), 429);
+    let bogus = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "x"),
+        ("client_id", "app"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(token(&app, &bogus).await.status(), 400);
+    }
+    assert_eq!(token(&app, &bogus).await.status(), 429);
+}
+
+#[tokio::test]
 async fn a_client_limited_to_a_provider_goes_straight_there_and_refuses_another() {
     let app = spawn(Spawn::providers(format!(
         "[providers.dev]\nkind = \"dev\"\n[providers.other]\nkind = \"dev\"\n{}{}",
