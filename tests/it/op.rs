@@ -933,3 +933,31 @@ proptest! {
         prop_assert!(refused.is_err(), "{candidate} was accepted");
     }
 }
+
+#[tokio::test]
+async fn the_upstream_acr_is_reported_to_the_app() {
+    let fake = crate::fake_op::FakeOp::start().await;
+    fake.tamper(|_, c| c["acr"] = serde_json::json!("mfa"));
+    let app = spawn(Spawn::providers(format!(
+        "{}{}",
+        fake.provider_toml("corp"),
+        client("app", "acr_values = [\"mfa\"]")
+    )))
+    .await;
+    let (v, c) = verifier();
+    let res = authorize_answer(&app, &authorize_query("app", &c, "&acr_values=mfa")).await;
+    let login = location(res.headers());
+    let res = app.browser.get(&login).send().await.unwrap();
+    let callback = provider_redirect(&location(res.headers())).await;
+    assert_eq!(
+        fake.last_authorize().get("acr_values").map(String::as_str),
+        Some("mfa")
+    );
+    let res = app.browser.get(&callback).send().await.unwrap();
+    let resume = location(res.headers());
+    let res = app.browser.get(&resume).send().await.unwrap();
+    let code = query_param(&location(res.headers()), "code").unwrap();
+    let t = json(exchange(&app, &code, &v).await).await;
+    let id = verify(&app, t["id_token"].as_str().unwrap(), "app").await;
+    assert_eq!(id["acr"], "mfa");
+}
