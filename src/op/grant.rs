@@ -119,7 +119,7 @@ pub async fn exchange_code(
         let rt = format!("ort_{}", crypto::random_token(32));
         op.session
             .store
-            .put_op_refresh_token(&rt, &grant_id, record.absolute_expires_at)
+            .put_op_refresh_token(&rt, &grant_id, now, record.absolute_expires_at)
             .await?;
         Some(rt)
     } else {
@@ -241,14 +241,23 @@ pub async fn revoke(op: &Op<'_>, client: &ClientConfig, token: &str) -> Result<(
 
 /// The grant an access token of this broker names, if it verifies (expired ones too).
 async fn access_token_grant(op: &Op<'_>, token: &str) -> Option<String> {
+    let claims = verify_access_token(op, token, true).await.ok()?;
+    claims.get("gid")?.as_str().map(str::to_string)
+}
+
+/// The claims of an access token this broker issued to one of its clients.
+async fn verify_access_token(
+    op: &Op<'_>,
+    token: &str,
+    allow_expired: bool,
+) -> Result<Value, crate::tokens::broker_jwt::JwtError> {
     let audiences: Vec<&str> = op.clients.values().map(|c| c.audience.as_str()).collect();
     let expect = Expect {
         issuer: op.issuer,
         audiences: &audiences,
-        allow_expired: true,
+        allow_expired,
     };
-    let claims = op
-        .keys
+    op.keys
         .verify_claims(
             op.session.store,
             op.session.vault,
@@ -258,29 +267,12 @@ async fn access_token_grant(op: &Op<'_>, token: &str) -> Option<String> {
             op.now(),
         )
         .await
-        .ok()?;
-    claims.get("gid")?.as_str().map(str::to_string)
 }
 
 /// The userinfo claims for a bearer access token: its grant and session must still live.
 pub async fn userinfo(op: &Op<'_>, token: &str) -> Result<Map<String, Value>, OpError> {
-    let audiences: Vec<&str> = op.clients.values().map(|c| c.audience.as_str()).collect();
-    let expect = Expect {
-        issuer: op.issuer,
-        audiences: &audiences,
-        allow_expired: false,
-    };
     let refused = || OpError::invalid_token("The access token is invalid, expired or revoked.");
-    let claims = op
-        .keys
-        .verify_claims(
-            op.session.store,
-            op.session.vault,
-            op.tokens,
-            &expect,
-            token,
-            op.now(),
-        )
+    let claims = verify_access_token(op, token, false)
         .await
         .map_err(|_| refused())?;
     let gid = claims
