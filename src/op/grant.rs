@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::authorize::{AuthRequest, response_url};
 use super::tokens::{self, GrantData, TokenResponse};
 use super::{Op, OpError, has_scope};
-use crate::audit::{self, AuditEvent, Event};
+use crate::audit::{self, AuditEvent, RevokedBy};
 use crate::config::ClientConfig;
 use crate::crypto;
 use crate::session::{self, SessionRecord};
@@ -154,16 +154,15 @@ pub async fn refresh(
         && now - at > grace(op)
     {
         // A replaced token came back after the grace window: one of two holders stole it. The
-        // whole family goes, so neither copy goes on working.
+        // broker session ends (as in token mode), and with it every token any app holds from it.
         store.revoke_op_grant(&grant.grant_id).await?;
-        let event = AuditEvent::new(Event::RefreshFailed)
-            .user(&grant.user_id)
-            .session(&grant.handle)
-            .detail("token", "client")
-            .detail("client", client.id.as_str())
-            .detail("reason", "reused");
-        audit::record(store, now, event).await;
-        tracing::warn!(client = %client.id, session = %grant.handle, "replaced refresh token used again; grant revoked");
+        if let Some(indexed) = store.indexed_session(&grant.handle).await? {
+            session::end_session(store, op.session.sessions, &indexed).await?;
+            let event = AuditEvent::revoked(&indexed, RevokedBy::RefreshTokenReuse)
+                .detail("client", client.id.as_str());
+            audit::record(store, now, event).await;
+        }
+        tracing::warn!(client = %client.id, session = %grant.handle, "replaced refresh token used again; session ended");
         return Err(OpError::invalid_grant());
     }
     let data: GrantData = serde_json::from_str(&grant.data).map_err(OpError::internal)?;

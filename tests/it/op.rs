@@ -245,13 +245,16 @@ async fn code_flow_with_pkce_gives_verified_tokens_userinfo_and_rotating_refresh
     assert_eq!(id2["sub"], id["sub"]);
     assert_eq!(id2["auth_time"], id["auth_time"]);
 
-    // After the grace window the old token is a stolen copy: the whole family is revoked.
+    // After the grace window the old token is a stolen copy: the broker session ends, and every
+    // token from it with it.
     app.clock.advance(std::time::Duration::from_secs(120));
+    assert_eq!(app.me().await.status(), 200);
     let stolen = refresh(&app, &rt1).await;
     assert_eq!(stolen.status(), 400);
     assert_eq!(json(stolen).await["error"], "invalid_grant");
     assert_eq!(refresh(&app, &rt2).await.status(), 400);
     assert_eq!(userinfo(&app, access).await.status(), 401);
+    assert_eq!(app.me().await.status(), 401);
 }
 
 #[tokio::test]
