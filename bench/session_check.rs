@@ -19,6 +19,9 @@ use oidc_broker::clock::SystemClock;
 use serde_json::json;
 
 // The allocator the broker binary uses (src/main.rs), so the figures are the binary's.
+#[path = "common.rs"]
+mod common;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -177,7 +180,7 @@ async fn start_redis_broker(local_cache: bool) -> RedisBroker {
     );
     let state = broker.state().clone();
     tokio::spawn(async move { broker.run(listener, std::future::pending()).await.unwrap() });
-    let cookie = dev_login(&base).await;
+    let cookie = common::dev_login(&base).await;
     RedisBroker {
         me_url: format!("{base}/auth/me"),
         cookie,
@@ -321,67 +324,8 @@ async fn start_servers(dir: &std::path::Path) -> (String, String, String) {
     let config = oidc_broker::config::from_toml_str(&toml, Vec::new()).unwrap();
     let broker = App::build(config, Arc::new(SystemClock)).await.unwrap();
     tokio::spawn(async move { broker.run(listener, std::future::pending()).await.unwrap() });
-    let cookie = dev_login(&base).await;
+    let cookie = common::dev_login(&base).await;
     (bare_url, format!("{base}/auth/me"), cookie)
-}
-
-/// Signs in through the dev provider's pages and returns the `Cookie` header value.
-async fn dev_login(base: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = client
-        .get(format!("{base}/auth/login?provider=dev"))
-        .send()
-        .await
-        .unwrap();
-    let binding = res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let authorize = res.headers()["location"].to_str().unwrap().to_string();
-    let page = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form: Vec<(String, String)> = Vec::new();
-    for part in page.split("<input type=\"hidden\" name=\"").skip(1) {
-        let (name, rest) = part.split_once("\" value=\"").unwrap();
-        let value = rest
-            .split('"')
-            .next()
-            .unwrap()
-            .replace("&#x2f;", "/")
-            .replace("&amp;", "&");
-        form.push((name.to_string(), value));
-    }
-    form.push(("user".into(), "alice".into()));
-    let action = authorize.split('?').next().unwrap();
-    let res = client.post(action).form(&form).send().await.unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_string();
-    let res = client
-        .get(&callback)
-        .header("cookie", &binding)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "bench login failed");
-    let session = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("broker_session="))
-        .unwrap();
-    session.split(';').next().unwrap().to_string()
 }
 
 fn which_wrk() -> String {

@@ -463,8 +463,10 @@ mod tests {
         let prod = r#"
             [server]
             public_url = "https://auth.example.com"
+            [keys]
+            current = "k1"
             [keys.ring]
-            k1 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+            k1 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"
             [providers.corp]
             kind = "oidc"
             issuer = "https://idp.example.com"

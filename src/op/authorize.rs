@@ -5,6 +5,8 @@
 //! Until the client and its exact redirect URI are known, a refusal is shown to the person and
 //! never redirected (RFC 6749 §4.1.2.1): an open redirector would hand codes and errors to anyone.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -108,20 +110,31 @@ pub fn error_redirect(
     error: &str,
     description: &str,
 ) -> Redirected {
+    error_redirect_to(op.issuer, redirect_uri, state, error, description)
+}
+
+fn error_redirect_to(
+    issuer: &str,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Redirected {
     let mut pairs = vec![("error", error), ("error_description", description)];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
     Redirected {
-        url: response_url(redirect_uri, &pairs, op.issuer),
+        url: response_url(redirect_uri, &pairs, issuer),
     }
 }
 
-/// The client and its exact redirect URI, or a page-only refusal.
-fn client_and_redirect<'a>(
-    op: &Op<'a>,
-    p: &Params<'_>,
+/// The client and its exact redirect URI among `clients`, or a page-only refusal.
+pub fn client_and_redirect_of<'a>(
+    clients: &'a BTreeMap<String, ClientConfig>,
+    pairs: &[(String, String)],
 ) -> Result<(&'a ClientConfig, String), OpError> {
+    let p = Params(pairs);
     let dup = |name: &str| {
         OpError::page(
             "invalid_request",
@@ -129,7 +142,7 @@ fn client_and_redirect<'a>(
         )
     };
     let client_id = p.get("client_id").map_err(|_| dup("client_id"))?;
-    let Some(client) = client_id.and_then(|id| op.client(id)) else {
+    let Some(client) = client_id.and_then(|id| clients.get(id)) else {
         return Err(OpError::page(
             "unknown_client",
             "The app that sent you here is not registered with this sign-in service (unknown client_id). Its operator must add it as a [clients.ID] table.",
@@ -154,13 +167,22 @@ fn client_and_redirect<'a>(
 
 /// Checks an authorization request; `Refusal::Redirect` carries the client's error redirect.
 pub fn check(op: &Op<'_>, pairs: &[(String, String)]) -> Result<AuthRequest, Refusal> {
+    check_with(op.clients, op.issuer, pairs)
+}
+
+/// [`check`] against `clients`, for an issuer.
+pub fn check_with(
+    clients: &BTreeMap<String, ClientConfig>,
+    issuer: &str,
+    pairs: &[(String, String)],
+) -> Result<AuthRequest, Refusal> {
     let p = Params(pairs);
-    let (client, redirect_uri) = client_and_redirect(op, &p).map_err(Refusal::Page)?;
+    let (client, redirect_uri) = client_and_redirect_of(clients, pairs).map_err(Refusal::Page)?;
     // `state` goes back with every error, so it is read first (a repeated one goes back unsent).
     let state = p.get("state").ok().flatten();
     let refuse = |error: &str, description: &str| {
-        Refusal::Redirect(error_redirect(
-            op,
+        Refusal::Redirect(error_redirect_to(
+            issuer,
             &redirect_uri,
             state.filter(|s| s.len() <= MAX_STATE),
             error,
@@ -334,5 +356,74 @@ pub fn decide(
         (true, _) => Decision::Issue,
         (false, Prompt::None) => Decision::LoginRequired,
         (false, _) => Decision::SignIn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn clients() -> BTreeMap<String, ClientConfig> {
+        crate::config::from_toml_str(
+            "[server]\nenvironment = \"development\"\n[providers.dev]\nkind = \"dev\"\n[clients.app]\nredirect_uris = [\"https://app.example/cb\"]\n",
+            Vec::new(),
+        )
+        .map(|c| c.clients)
+        .unwrap_or_default()
+    }
+
+    fn param() -> impl Strategy<Value = (String, String)> {
+        let key = prop_oneof![
+            Just("client_id"),
+            Just("redirect_uri"),
+            Just("response_type"),
+            Just("scope"),
+            Just("state"),
+            Just("nonce"),
+            Just("code_challenge"),
+            Just("code_challenge_method"),
+            Just("prompt"),
+            Just("max_age"),
+            Just("login_hint"),
+            Just("acr_values"),
+            Just("request"),
+            Just("response_mode"),
+        ];
+        let value = prop_oneof![
+            Just("app".to_string()),
+            Just("https://app.example/cb".to_string()),
+            Just("code".to_string()),
+            Just("openid".to_string()),
+            Just("S256".to_string()),
+            Just("none".to_string()),
+            Just("a".repeat(43)),
+            "\\PC{0,40}",
+        ];
+        (key, value).prop_map(|(k, v)| (k.to_string(), v))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whatever the request holds, the broker either shows a page, or answers the one
+        /// registered redirect URI: never any other place.
+        #[test]
+        fn hostile_requests_never_redirect_anywhere_but_a_registered_uri(
+            pairs in proptest::collection::vec(param(), 0..12)
+        ) {
+            let clients = clients();
+            match check_with(&clients, "https://broker.example", &pairs) {
+                Ok(req) => prop_assert_eq!(req.redirect_uri, "https://app.example/cb"),
+                Err(Refusal::Page(_)) => {}
+                Err(Refusal::Redirect(r)) => {
+                    let url = url::Url::parse(&r.url).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(url.origin().ascii_serialization(), "https://app.example");
+                    prop_assert_eq!(url.path(), "/cb");
+                    prop_assert!(url.query_pairs().any(|(k, v)| k == "iss" && v == "https://broker.example"));
+                    prop_assert!(url.query_pairs().any(|(k, _)| k == "error"));
+                }
+            }
+        }
     }
 }

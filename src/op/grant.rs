@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::authorize::{AuthRequest, response_url};
 use super::tokens::{self, GrantData, TokenResponse};
 use super::{Op, OpError, has_scope};
-use crate::audit::{self, AuditEvent, Event};
+use crate::audit::{self, AuditEvent, RevokedBy};
 use crate::config::ClientConfig;
 use crate::crypto;
 use crate::session::{self, SessionRecord};
@@ -119,7 +119,7 @@ pub async fn exchange_code(
         let rt = format!("ort_{}", crypto::random_token(32));
         op.session
             .store
-            .put_op_refresh_token(&rt, &grant_id, record.absolute_expires_at)
+            .put_op_refresh_token(&rt, &grant_id, now, record.absolute_expires_at)
             .await?;
         Some(rt)
     } else {
@@ -154,16 +154,15 @@ pub async fn refresh(
         && now - at > grace(op)
     {
         // A replaced token came back after the grace window: one of two holders stole it. The
-        // whole family goes, so neither copy goes on working.
+        // broker session ends (as in token mode), and with it every token any app holds from it.
         store.revoke_op_grant(&grant.grant_id).await?;
-        let event = AuditEvent::new(Event::RefreshFailed)
-            .user(&grant.user_id)
-            .session(&grant.handle)
-            .detail("token", "client")
-            .detail("client", client.id.as_str())
-            .detail("reason", "reused");
-        audit::record(store, now, event).await;
-        tracing::warn!(client = %client.id, session = %grant.handle, "replaced refresh token used again; grant revoked");
+        if let Some(indexed) = store.indexed_session(&grant.handle).await? {
+            session::end_session(store, op.session.sessions, &indexed).await?;
+            let event = AuditEvent::revoked(&indexed, RevokedBy::RefreshTokenReuse)
+                .detail("client", client.id.as_str());
+            audit::record(store, now, event).await;
+        }
+        tracing::warn!(client = %client.id, session = %grant.handle, "replaced refresh token used again; session ended");
         return Err(OpError::invalid_grant());
     }
     let data: GrantData = serde_json::from_str(&grant.data).map_err(OpError::internal)?;
@@ -241,14 +240,23 @@ pub async fn revoke(op: &Op<'_>, client: &ClientConfig, token: &str) -> Result<(
 
 /// The grant an access token of this broker names, if it verifies (expired ones too).
 async fn access_token_grant(op: &Op<'_>, token: &str) -> Option<String> {
+    let claims = verify_access_token(op, token, true).await.ok()?;
+    claims.get("gid")?.as_str().map(str::to_string)
+}
+
+/// The claims of an access token this broker issued to one of its clients.
+async fn verify_access_token(
+    op: &Op<'_>,
+    token: &str,
+    allow_expired: bool,
+) -> Result<Value, crate::tokens::broker_jwt::JwtError> {
     let audiences: Vec<&str> = op.clients.values().map(|c| c.audience.as_str()).collect();
     let expect = Expect {
         issuer: op.issuer,
         audiences: &audiences,
-        allow_expired: true,
+        allow_expired,
     };
-    let claims = op
-        .keys
+    op.keys
         .verify_claims(
             op.session.store,
             op.session.vault,
@@ -258,29 +266,12 @@ async fn access_token_grant(op: &Op<'_>, token: &str) -> Option<String> {
             op.now(),
         )
         .await
-        .ok()?;
-    claims.get("gid")?.as_str().map(str::to_string)
 }
 
 /// The userinfo claims for a bearer access token: its grant and session must still live.
 pub async fn userinfo(op: &Op<'_>, token: &str) -> Result<Map<String, Value>, OpError> {
-    let audiences: Vec<&str> = op.clients.values().map(|c| c.audience.as_str()).collect();
-    let expect = Expect {
-        issuer: op.issuer,
-        audiences: &audiences,
-        allow_expired: false,
-    };
     let refused = || OpError::invalid_token("The access token is invalid, expired or revoked.");
-    let claims = op
-        .keys
-        .verify_claims(
-            op.session.store,
-            op.session.vault,
-            op.tokens,
-            &expect,
-            token,
-            op.now(),
-        )
+    let claims = verify_access_token(op, token, false)
         .await
         .map_err(|_| refused())?;
     let gid = claims

@@ -4,14 +4,16 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use std::time::Duration;
+
 use serde_json::json;
 use tower_sessions::Session;
 
-use super::AppState;
 use super::caller::Writer;
+use super::{AppState, read_cookie};
 use crate::audit::{self, AuditEvent, Event};
 use crate::client_info::ClientInfo;
 use crate::error::AppResult;
@@ -128,7 +130,7 @@ pub(super) async fn end_everywhere(
 /// allowed origin), or the broker's own page.
 async fn logged_out(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     // An app's logout (OpenID Provider mode) lands where the app asked.
-    if let Some(res) = super::op::logout::land(&state, &headers).await? {
+    if let Some(res) = land(&state, &headers).await? {
         return Ok(res);
     }
     if let Some(url) = &state.config.server.post_logout_url {
@@ -138,4 +140,32 @@ async fn logged_out(State(state): State<AppState>, headers: HeaderMap) -> AppRes
         "logged_out.html",
         minijinja::context! { login_url => state.login_url() },
     )
+}
+
+/// At `/auth/logged-out`: an app's logout that went through the provider's logout lands where the
+/// app asked; the cookie that remembered it is cleared.
+async fn land(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Response>> {
+    let Some(id) = read_cookie(headers, state.cookies.logout_name) else {
+        return Ok(None);
+    };
+    let now = state.clock.now().unix_timestamp();
+    let kept = state.store.take_op_request(id, now).await?;
+    let target = kept
+        .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
+        .and_then(|v| v.get("logout_to")?.as_str().map(str::to_string));
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    let mut res = no_store_redirect(&target);
+    if let Ok(v) = HeaderValue::from_str(&state.cookies.logout_cookie("", Duration::ZERO)) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(Some(res))
+}
+
+fn no_store_redirect(to: &str) -> Response {
+    let mut res = Redirect::to(to).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }

@@ -23,6 +23,23 @@ pub struct SigningKeyRow {
     pub created_at: i64,
 }
 
+/// One rotation of a refresh token: `old` replaced by `new` for the same owner (a session handle,
+/// or a grant).
+pub(super) struct Rotation<'a> {
+    pub old: &'a str,
+    pub new: &'a str,
+    pub new_sealed: &'a str,
+    pub owner: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+/// Marking a broker refresh token replaced, and inserting its successor.
+const BROKER_REFRESH_TOKENS: [&str; 2] = [
+    "UPDATE broker_refresh_tokens SET superseded_at = $1, successor_sealed = $2 WHERE token_hash = $3 AND superseded_at IS NULL",
+    "INSERT INTO broker_refresh_tokens (token_hash, handle, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+];
+
 impl Store {
     pub async fn put_login_code(
         &self,
@@ -106,28 +123,43 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, sqlx::Error> {
+        let rotation = Rotation {
+            old,
+            new,
+            new_sealed,
+            owner: handle,
+            now,
+            expires_at,
+        };
+        self.rotate(BROKER_REFRESH_TOKENS, &rotation).await
+    }
+
+    /// Marks `old` replaced (remembering its sealed successor) and stores `new`, in one
+    /// transaction; `false`, and nothing changed, when `old` was already replaced.
+    pub(super) async fn rotate(
+        &self,
+        sql: [&'static str; 2],
+        r: &Rotation<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let [mark, insert] = sql;
         let mut tx = self.pool().begin().await?;
-        let marked = sqlx::query(
-            "UPDATE broker_refresh_tokens SET superseded_at = $1, successor_sealed = $2 WHERE token_hash = $3 AND superseded_at IS NULL",
-        )
-        .bind(now)
-        .bind(new_sealed)
-        .bind(crypto::sha256_b64(old))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let marked = sqlx::query(mark)
+            .bind(r.now)
+            .bind(r.new_sealed)
+            .bind(crypto::sha256_b64(r.old))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if marked != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO broker_refresh_tokens (token_hash, handle, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(crypto::sha256_b64(new))
-        .bind(handle)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(insert)
+            .bind(crypto::sha256_b64(r.new))
+            .bind(r.owner)
+            .bind(r.now)
+            .bind(r.expires_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }

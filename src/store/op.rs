@@ -4,7 +4,14 @@
 //! SHA-256 only. A grant ends with its session: [`Store::end_session`] turns it into a delivery.
 
 use super::Store;
+use super::frontend::Rotation;
 use crate::crypto;
+
+/// Marking a client's refresh token replaced, and inserting a refresh token.
+const OP_REFRESH_TOKENS: [&str; 2] = [
+    "UPDATE op_refresh_tokens SET superseded_at = $1, successor_sealed = $2 WHERE token_hash = $3 AND superseded_at IS NULL",
+    "INSERT INTO op_refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+];
 
 /// A grant as stored; `data` is the op module's own JSON.
 #[derive(Debug, Clone)]
@@ -181,17 +188,17 @@ impl Store {
         &self,
         token: &str,
         grant_id: &str,
+        now: i64,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO op_refresh_tokens (token_hash, grant_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(crypto::sha256_b64(token))
-        .bind(grant_id)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await
-        .map(|_| ())
+        sqlx::query(OP_REFRESH_TOKENS[1])
+            .bind(crypto::sha256_b64(token))
+            .bind(grant_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await
+            .map(|_| ())
     }
 
     pub async fn op_refresh_token(&self, token: &str) -> Result<Option<OpRefreshRow>, sqlx::Error> {
@@ -221,29 +228,15 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
-        let marked = sqlx::query(
-            "UPDATE op_refresh_tokens SET superseded_at = $1, successor_sealed = $2 WHERE token_hash = $3 AND superseded_at IS NULL",
-        )
-        .bind(now)
-        .bind(new_sealed)
-        .bind(crypto::sha256_b64(old))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO op_refresh_tokens (token_hash, grant_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(crypto::sha256_b64(new))
-        .bind(grant_id)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let rotation = Rotation {
+            old,
+            new,
+            new_sealed,
+            owner: grant_id,
+            now,
+            expires_at,
+        };
+        self.rotate(OP_REFRESH_TOKENS, &rotation).await
     }
 
     /// Grants not checked since `before`, oldest check first: the sweeper asks whether their

@@ -161,7 +161,7 @@ async fn a_login_leaves_no_secret_in_the_logs() {
     std::fs::write(
         &path,
         format!(
-            "[server]\nenvironment = \"development\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n",
+            "[server]\nenvironment = \"development\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n[clients.app]\nredirect_uris = [\"http://app.test/cb\"]\nclient_secret = \"app-secret-must-not-leak\"\n",
             dir.path().display()
         ),
     )
@@ -231,6 +231,56 @@ async fn a_login_leaves_no_secret_in_the_logs() {
     // A refused replay logs too.
     assert_eq!(client.get(&callback).send().await.unwrap().status(), 400);
 
+    // An app signing in through the broker as an OpenID Provider: code, tokens, refresh, a
+    // replayed code, userinfo.
+    let res = client
+        .get(format!(
+            "{base}/oauth2/authorize?response_type=code&client_id=app&redirect_uri=http%3A%2F%2Fapp.test%2Fcb&scope=openid%20offline_access&state=app-state-must-not-leak&nonce=app-nonce-must-not-leak"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let app_code = query_param(&location(res.headers()), "code").unwrap();
+    let op_token = |form: Vec<(&'static str, String)>| {
+        let url = format!("{base}/oauth2/token");
+        async move {
+            let res = reqwest::Client::new()
+                .post(url)
+                .basic_auth("app", Some("app-secret-must-not-leak"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            json(res).await
+        }
+    };
+    let code_grant = |code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", "http://app.test/cb".to_string()),
+        ]
+    };
+    let tokens = op_token(code_grant(&app_code)).await;
+    let app_refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let refreshed = op_token(vec![
+        ("grant_type", "refresh_token".to_string()),
+        ("refresh_token", app_refresh.clone()),
+    ])
+    .await;
+    assert_eq!(
+        op_token(code_grant(&app_code)).await["error"],
+        "invalid_grant"
+    );
+    let app_access = refreshed["access_token"].as_str().unwrap().to_string();
+    let info = reqwest::Client::new()
+        .get(format!("{base}/oauth2/userinfo"))
+        .bearer_auth(&app_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 401, "the replay revoked the grant");
+
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let logs = format!(
@@ -253,6 +303,23 @@ async fn a_login_leaves_no_secret_in_the_logs() {
         ("session cookie", session),
         ("login-binding cookie", binding),
         ("client secret", "dev-secret-must-not-leak".to_string()),
+        ("app's authorization code", app_code),
+        ("app's state", "app-state-must-not-leak".to_string()),
+        ("app's nonce", "app-nonce-must-not-leak".to_string()),
+        (
+            "app's client secret",
+            "app-secret-must-not-leak".to_string(),
+        ),
+        ("app's refresh token", app_refresh),
+        (
+            "app's rotated refresh token",
+            refreshed["refresh_token"].as_str().unwrap().to_string(),
+        ),
+        ("app's access token", app_access),
+        (
+            "app's ID token",
+            tokens["id_token"].as_str().unwrap().to_string(),
+        ),
     ];
     for (what, value) in secrets {
         assert!(

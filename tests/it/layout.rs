@@ -456,6 +456,7 @@ const LAYERS: &[&[&str]] = &[
     &["routes"],
     &["state"],
     &["error"],
+    &["op"],
     &["session"],
     &["tokens"],
     &["providers"],

@@ -24,6 +24,7 @@ mod linking;
 mod listener;
 mod login;
 mod logout;
+mod op;
 mod op_interop;
 mod provider_logout;
 mod provider_metadata;

@@ -3,6 +3,7 @@
 //! `/oauth2/authorize/resume`).
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -18,7 +19,7 @@ use crate::op::{OpError, grant};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/oauth2/authorize", get(authorize))
+        .route("/oauth2/authorize", get(authorize).post(authorize_form))
         .route("/oauth2/authorize/resume", get(resume))
 }
 
@@ -27,8 +28,25 @@ async fn authorize(
     caller: Option<Caller>,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
-    let op = state.op();
     let params = pairs(query.unwrap_or_default().as_bytes());
+    answer(state, caller, params).await
+}
+
+/// The same request as a form post (OpenID Connect Core §3.1.2.1: GET and POST alike).
+async fn authorize_form(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+    body: Bytes,
+) -> AppResult<Response> {
+    answer(state, caller, pairs(&body)).await
+}
+
+async fn answer(
+    state: AppState,
+    caller: Option<Caller>,
+    params: Vec<(String, String)>,
+) -> AppResult<Response> {
+    let op = state.op();
     let mut req = match authorize::check(&op, &params) {
         Ok(r) => r,
         Err(Refusal::Page(e)) => return Err(e.into()),

@@ -4,8 +4,6 @@
 //! `post_logout_redirect_uri` with its `state`. Without a hint that names the browser's session,
 //! the person confirms first (a cross-site link alone must not sign anyone out).
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -16,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::super::caller::Caller;
 use super::super::logout::end_everywhere;
-use super::super::{AppState, check_same_site, read_cookie};
+use super::super::{AppState, check_same_site};
 use super::{pairs, redirect_no_store, single};
 use crate::client_info::ClientInfo;
 use crate::config::ClientConfig;
@@ -240,25 +238,4 @@ fn confirm_page(
             fields => fields,
         },
     )
-}
-
-/// At `/auth/logged-out`: an app's logout that went through the provider's logout lands where the
-/// app asked; the cookie that remembered it is cleared.
-pub async fn land(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Response>> {
-    let Some(id) = read_cookie(headers, state.cookies.logout_name) else {
-        return Ok(None);
-    };
-    let now = state.clock.now().unix_timestamp();
-    let kept = state.store.take_op_request(id, now).await?;
-    let target = kept
-        .and_then(|k| serde_json::from_str::<Value>(&k).ok())
-        .and_then(|v| v.get("logout_to")?.as_str().map(str::to_string));
-    let Some(target) = target else {
-        return Ok(None);
-    };
-    let mut res = redirect_no_store(&target);
-    if let Ok(v) = HeaderValue::from_str(&state.cookies.logout_cookie("", Duration::ZERO)) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(Some(res))
 }

@@ -3,7 +3,7 @@
 //! is in [`crate::op`]; these are its HTTP surfaces.
 
 mod authorize;
-pub mod logout;
+mod logout;
 mod token;
 
 use axum::Json;

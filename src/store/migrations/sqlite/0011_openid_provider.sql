@@ -37,6 +37,7 @@ CREATE INDEX IF NOT EXISTS op_grants_checked ON op_grants(checked_at);
 CREATE TABLE IF NOT EXISTS op_refresh_tokens (
     token_hash       TEXT PRIMARY KEY,
     grant_id         TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
     expires_at       INTEGER NOT NULL,
     superseded_at    INTEGER,
     successor_sealed TEXT
