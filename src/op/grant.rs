@@ -137,14 +137,11 @@ pub async fn refresh(
 ) -> Result<TokenResponse, OpError> {
     let now = op.now();
     let store = op.session.store;
-    let Some(row) = store
-        .op_refresh_token(presented)
+    let Some((row, grant)) = store
+        .op_refresh_token_and_grant(presented)
         .await?
-        .filter(|r| r.expires_at > now)
+        .filter(|(r, _)| r.expires_at > now)
     else {
-        return Err(OpError::invalid_grant());
-    };
-    let Some(grant) = store.op_grant(&row.grant_id).await? else {
         return Err(OpError::invalid_grant());
     };
     if grant.client_id != client.id {

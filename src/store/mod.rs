@@ -73,9 +73,12 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, Native), StoreOpenError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreOpenError::Folder(file.display().to_string(), e))?;
     }
+    // No ping before each use: a SQLite connection is a file handle that cannot go away, and the
+    // ping is one more hop to the connection's thread for every query.
     let native: SqlitePool = SqlitePoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
         .connect_with(opts.clone())
         .await
         .map_err(StoreOpenError::Open)?;
@@ -86,6 +89,7 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, Native), StoreOpenError> {
     let any = AnyPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON")

@@ -218,6 +218,60 @@ impl Store {
         ))
     }
 
+    /// A refresh token with its grant, in one read.
+    pub async fn op_refresh_token_and_grant(
+        &self,
+        token: &str,
+    ) -> Result<Option<(OpRefreshRow, GrantRow)>, sqlx::Error> {
+        type Row = (
+            String,
+            i64,
+            Option<i64>,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+            i64,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT t.grant_id, t.expires_at, t.superseded_at, t.successor_sealed, g.handle, g.client_id, g.user_id, g.grant_data, g.expires_at FROM op_refresh_tokens t JOIN op_grants g ON g.grant_id = t.grant_id WHERE t.token_hash = $1",
+        )
+        .bind(crypto::sha256_b64(token))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(
+            |(
+                grant_id,
+                expires_at,
+                superseded_at,
+                successor_sealed,
+                handle,
+                client_id,
+                user_id,
+                data,
+                grant_expires_at,
+            )| {
+                (
+                    OpRefreshRow {
+                        grant_id: grant_id.clone(),
+                        expires_at,
+                        superseded_at,
+                        successor_sealed,
+                    },
+                    GrantRow {
+                        grant_id,
+                        handle,
+                        client_id,
+                        user_id,
+                        data,
+                        expires_at: grant_expires_at,
+                    },
+                )
+            },
+        ))
+    }
+
     /// Replaces `old` by `new` in one step; `false` when `old` was already replaced.
     pub async fn rotate_op_refresh_token(
         &self,
