@@ -219,6 +219,7 @@ impl AuditEvent {
 
 /// Writes the event to the store and to the log. Never fails: a store error is logged.
 pub async fn record(store: &Store, at: i64, event: AuditEvent) {
+    count(&event);
     let detail = Value::Object(event.detail.clone()).to_string();
     if !event.is_aggregated() {
         log(&event, &detail, None);
@@ -238,6 +239,14 @@ pub async fn record(store: &Store, at: i64, event: AuditEvent) {
             tracing::warn!(event = event.event.as_str(), error = %e, "the audit event could not be stored");
         }
     }
+}
+
+/// The event in the metrics: by provider (an app's events by client), and how it ended.
+fn count(event: &AuditEvent) {
+    let text = |key: &str| event.detail.get(key).and_then(Value::as_str);
+    let name = event.provider.as_deref().or_else(|| text("client"));
+    let how = text("by").or_else(|| text("outcome"));
+    crate::metrics::event(event.event.as_str(), name, how);
 }
 
 /// 1, 10, 100, …

@@ -133,15 +133,20 @@ impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                crate::metrics::store_error("sql");
                 AppError::unavailable("session store", e)
             }
-            other => AppError::internal(other),
+            other => {
+                crate::metrics::store_error("sql");
+                AppError::internal(other)
+            }
         }
     }
 }
 
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
+        crate::metrics::store_error("sessions");
         AppError::unavailable("session store", e)
     }
 }
@@ -150,7 +155,10 @@ impl From<crate::session::SessionError> for AppError {
     fn from(e: crate::session::SessionError) -> Self {
         use crate::session::SessionError;
         match e {
-            SessionError::Unavailable(_) => AppError::unavailable("session store", e),
+            SessionError::Unavailable(_) => {
+                crate::metrics::store_error("sessions");
+                AppError::unavailable("session store", e)
+            }
             SessionError::Sql(e) => e.into(),
             SessionError::Internal(_) => AppError::internal(e),
         }
@@ -177,7 +185,9 @@ pub struct ErrorBody {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let correlation_id = crate::crypto::random_hex(8);
+        // The request's own id (see `request_id`), so the answer and the logs name it alike.
+        let correlation_id =
+            crate::request_id::current().unwrap_or_else(|| crate::crypto::random_hex(8));
         let status = self.status();
         match (&self.cause, status.is_server_error()) {
             (Some(cause), true) => {

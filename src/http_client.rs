@@ -100,8 +100,21 @@ impl HttpClient {
         Ok(HttpClient { inner, policy })
     }
 
-    /// Sends a request and reads at most 1 MiB of the answer. Non-2xx statuses are returned, not errors.
+    /// Sends a request and reads at most 1 MiB of the answer. Non-2xx statuses are returned, not
+    /// errors. Counted in the metrics by host and outcome.
     pub async fn execute(
+        &self,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let host = req.uri().host().unwrap_or_default().to_string();
+        let started = std::time::Instant::now();
+        let result = self.send_and_read(req).await;
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        crate::metrics::upstream(&host, status, started.elapsed());
+        result
+    }
+
+    async fn send_and_read(
         &self,
         req: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HttpError> {

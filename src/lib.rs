@@ -19,9 +19,11 @@ pub mod identity;
 pub mod jose;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod op;
 pub mod providers;
 pub mod redirect;
+pub mod request_id;
 pub mod routes;
 pub mod secret;
 pub mod session;
@@ -165,6 +167,7 @@ impl App {
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
+            .layer(axum::middleware::from_fn(routes::observe::keep_route))
             .layer(session_layer)
             .layer(cors)
             .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -178,7 +181,8 @@ impl App {
                 is_html(res).then(|| {
                     HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'")
                 })
-            }));
+            }))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), routes::observe::observe));
         Ok(App {
             router,
             state,
@@ -258,8 +262,26 @@ impl App {
             let state = self.state.clone();
             tokio::spawn(async move { op_maintenance(state).await })
         });
+        let metrics_listener = match self.state.config.metrics.as_ref() {
+            Some(m) => match m.listen {
+                Some(addr) => {
+                    let l = TcpListener::bind(addr).await?;
+                    let router = routes::metrics::standalone(m.token.clone());
+                    Some(tokio::spawn(async move {
+                        if let Err(e) = axum::serve(l, router).await {
+                            tracing::error!(error = %e, "the metrics listener stopped");
+                        }
+                    }))
+                }
+                None => None,
+            },
+            None => None,
+        };
         let limits = self.state.config.server.listener;
         let result = listener::serve(self.router, listener, limits, shutdown).await;
+        if let Some(task) = metrics_listener {
+            task.abort();
+        }
         sweeper.abort();
         if let Some(task) = provider_side {
             task.abort();

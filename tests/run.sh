@@ -28,6 +28,15 @@ if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
   fi
 fi
 
+# The metrics test checks the exposition with promtool (Debian's prometheus package).
+if ! command -v promtool >/dev/null; then
+  echo "Installing promtool for the metrics test (apt-get install prometheus)..." >&2
+  if ! (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus); then
+    echo "The metrics test needs promtool and it could not be installed: run 'apt-get install prometheus' as root" >&2
+    exit 1
+  fi
+fi
+
 # An explicit --target keeps build scripts and proc macros (built for the host) apart from the
 # crates built for the target, so clippy's check build and the test build share them instead of
 # building them — C libraries included — twice.

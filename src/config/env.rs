@@ -26,8 +26,9 @@ pub(super) fn apply_env_overrides(
             || path.iter().any(|s| s.is_empty())
             || !sections.contains(&path[0].as_str())
         {
-            // Not ours to interpret (BROKER_LOG, say) unless it names a known section.
-            if sections.contains(&path[0].as_str()) {
+            // Not ours to interpret unless it names a known section; BROKER_LOG is the log
+            // filter (which `[log] level` sets in the file).
+            if sections.contains(&path[0].as_str()) && name != "BROKER_LOG" {
                 problem(
                     problems,
                     name.clone(),

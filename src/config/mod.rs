@@ -15,6 +15,7 @@ mod env;
 mod frontend;
 mod keys;
 mod limits;
+mod observability;
 mod operations;
 mod problem;
 mod provider;
@@ -28,6 +29,7 @@ pub use env::ENV_PREFIX;
 pub use frontend::{RouteConfig, TokensConfig};
 pub use keys::{KeysConfig, decode_key};
 pub use limits::{LimitsConfig, Rate, RateError, parse_rate};
+pub use observability::{LogConfig, LogFormat, MetricsConfig};
 pub use operations::{AdminConfig, AuditConfig, IdentityConfig, LinkBy};
 pub use problem::{ConfigError, Problem};
 pub use provider::{
@@ -67,6 +69,10 @@ pub struct Config {
     /// `[clients.ID]`: apps that sign in through the broker as an OpenID Provider; none: that
     /// mode is off.
     pub clients: BTreeMap<String, ClientConfig>,
+    /// `[log]`: format, level, the access log.
+    pub log: LogConfig,
+    /// `[metrics]`: the Prometheus endpoint; none: off.
+    pub metrics: Option<MetricsConfig>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -82,6 +88,8 @@ const SECTIONS: &[&str] = &[
     "audit",
     "limits",
     "clients",
+    "log",
+    "metrics",
 ];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
@@ -198,6 +206,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let problems = &mut problems;
     let ops = operations::take(&mut table, problems);
     let limits = limits::take(&mut table, problems);
+    let (log, metrics) = observability::take(&mut table, problems);
     let raw = RawSections::take(&mut table, problems);
     let environment_given = raw.server.environment.is_some();
 
@@ -247,6 +256,8 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         audit: ops.audit,
         limits,
         clients,
+        log,
+        metrics,
     })
 }
 

@@ -26,6 +26,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             .map(|ConnectInfo(addr)| addr.ip());
         let ip = client_ip(peer, req.headers(), &state.config.server.trusted_proxies);
         if let Err(refused) = state.limits.check_client(group, ip) {
+            crate::metrics::rate_limited(group.name());
             return AppError::from(refused).into_response();
         }
     }

@@ -11,6 +11,8 @@ mod limits;
 mod login;
 pub mod logout;
 pub mod me;
+pub mod metrics;
+pub mod observe;
 mod op;
 pub mod proxy;
 mod sessions;
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(me::router())
         .merge(logout::router())
         .merge(health::router())
+        .merge(metrics::router(&state))
         .merge(check::router())
         .merge(sessions::router())
         .merge(example::router(&state.config.server))

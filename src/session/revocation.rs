@@ -38,6 +38,7 @@ pub async fn revoke_or_queue(
             }
         }
     };
+    crate::metrics::revocation(&provider.id, outcome);
     Some(outcome)
 }
 

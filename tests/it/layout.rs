@@ -470,8 +470,9 @@ const LAYERS: &[&[&str]] = &[
         "device",
         "cors",
         "jose",
+        "request_id",
     ],
-    &["crypto", "clock"],
+    &["crypto", "clock", "metrics"],
     &["config"],
     &["redirect", "secret"],
 ];

@@ -24,6 +24,7 @@ mod linking;
 mod listener;
 mod login;
 mod logout;
+mod observe;
 mod op;
 mod op_interop;
 mod provider_logout;
