@@ -34,4 +34,5 @@ mod refresh;
 mod scale;
 mod session;
 mod session_keys;
+mod session_status;
 mod token_mode;
