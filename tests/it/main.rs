@@ -28,6 +28,7 @@ mod op;
 mod op_interop;
 mod provider_logout;
 mod provider_metadata;
+mod provider_token;
 mod proxy_edges;
 mod redirects;
 mod refresh;
