@@ -133,6 +133,7 @@ function setStatus(state, sentence) {
 }
 
 function showSignedOut(sentence = 'You are signed out.') {
+  stopExpiry();
   setStatus('signed-out', sentence);
   $('user').hidden = true;
   $('login').hidden = false;
@@ -190,6 +191,100 @@ async function refreshView() {
   }
   showUser(me.data.user);
   await showSessions(me.data.session);
+  await startExpiry();
+}
+
+// ---- when the session ends: GET /auth/session ----------------------------------------------
+
+// /auth/session answers when the session ends without counting as activity: polling it lets an
+// idle session end, where polling /auth/me would keep it alive forever. The page counts down from
+// `idle_expires_in` (seconds), so its own clock does not matter; it asks again now and then, since
+// activity in another tab moves the deadline.
+const POLL_MS = 60_000;
+const WARN_SECONDS = 5 * 60; // this close to the end, warn and offer to stay signed in
+const GRACE_MS = 2_000; // past the local deadline, ask the broker rather than guess
+const expiry = { endsAt: null, poll: null, tick: null, checking: false };
+
+function stopExpiry() {
+  clearInterval(expiry.poll);
+  clearInterval(expiry.tick);
+  Object.assign(expiry, { endsAt: null, poll: null, tick: null });
+  $('expiry').hidden = true;
+  $('expiry').textContent = '';
+  $('stay').hidden = true;
+}
+
+function inWords(seconds) {
+  if (seconds < 60) return seconds === 1 ? '1 second' : `${seconds} seconds`;
+  const minutes = Math.ceil(seconds / 60);
+  return minutes === 1 ? '1 minute' : `${minutes} minutes`;
+}
+
+function renderExpiry() {
+  if (expiry.endsAt === null) return;
+  const left = Math.max(0, Math.ceil((expiry.endsAt - Date.now()) / 1000));
+  const warn = left <= WARN_SECONDS;
+  $('expiry').dataset.state = warn ? 'warn' : 'ok';
+  $('expiry').textContent = `You will be signed out in ${inWords(left)} if you do nothing.`;
+  $('expiry').hidden = false;
+  $('stay').hidden = !warn;
+}
+
+// Polls and timers report failures without clearing what the last action said.
+async function quietly(action) {
+  try {
+    await action();
+  } catch (e) {
+    $('error').textContent = e instanceof Error ? e.message : String(e);
+  }
+}
+
+async function checkExpiry() {
+  const token = mode === 'token' ? getCookie(ACCESS) : undefined;
+  if (mode === 'token' && !token) return showSignedOut();
+  // Straight to the broker, never through tokenCall: renewing the access token is activity.
+  const res = await call('/auth/session', { token });
+  if (res.ok && res.data && typeof res.data.idle_expires_in === 'number') {
+    expiry.endsAt = Date.now() + res.data.idle_expires_in * 1000;
+    return renderExpiry();
+  }
+  if (res.status === 401 && mode === 'token' && res.data && res.data.error === 'invalid_token') {
+    // The access token expired (they live minutes), not necessarily the session. The deadline
+    // only moves with activity, which renews the token, so keep counting down from the last
+    // answer; once that has passed, a real check decides.
+    if (expiry.endsAt === null) {
+      $('expiry').hidden = true;
+      return;
+    }
+    if (Date.now() < expiry.endsAt + GRACE_MS) return renderExpiry();
+    stopExpiry();
+    return refreshView();
+  }
+  if (res.status === 401) return showSignedOut('Your session has ended. Sign in again to continue.');
+  throw new Error(messageOf(res));
+}
+
+function tickExpiry() {
+  if (expiry.endsAt === null || expiry.checking) return;
+  renderExpiry();
+  if (Date.now() < expiry.endsAt + GRACE_MS) return;
+  expiry.checking = true;
+  quietly(checkExpiry).finally(() => {
+    expiry.checking = false;
+  });
+}
+
+async function startExpiry() {
+  stopExpiry();
+  expiry.tick = setInterval(tickExpiry, 1000);
+  expiry.poll = setInterval(() => quietly(checkExpiry), POLL_MS);
+  await checkExpiry();
+}
+
+// A real call to the broker is activity: the idle deadline starts again.
+async function staySignedIn() {
+  await refreshView();
+  if ($('status').dataset.state === 'signed-in') $('notice').textContent = 'You are still signed in.';
 }
 
 // ---- actions -------------------------------------------------------------------------------
@@ -303,4 +398,9 @@ $('mode').addEventListener('change', (e) =>
 $('login').addEventListener('click', () => run(async () => login()));
 $('logout').addEventListener('click', () => run(logout));
 $('refresh').addEventListener('click', () => run(renewNow));
+$('stay').addEventListener('click', () => run(staySignedIn));
+document.addEventListener('visibilitychange', () => {
+  // Timers in hidden tabs are slowed down: catch up when the tab is shown again.
+  if (document.visibilityState === 'visible' && expiry.poll !== null) quietly(checkExpiry);
+});
 run(start);

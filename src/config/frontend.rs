@@ -136,6 +136,56 @@ pub struct RouteConfig {
     pub audience: String,
     /// How long the upstream may take to start answering.
     pub timeout: Duration,
+    /// Whether, and where, the upstream gets the session's provider access token. Off unless
+    /// the route asks: a provider token works at the provider's own APIs.
+    pub provider_token: Option<ProviderTokenTo>,
+}
+
+/// `provider_token`: where the proxy puts the session's current provider access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderTokenTo {
+    /// `Authorization: Bearer <provider token>` (so the route cannot also send the broker JWT
+    /// there): `provider_token = "authorization"`, or `true`.
+    Authorization,
+    /// The token alone in a header of this name (lower case), beside whatever else the route
+    /// sends: `provider_token = "X-Provider-Token"`.
+    Header(String),
+}
+
+/// RFC 9110 §7.6.1: connection-specific request headers, never forwarded by the proxy (nor any
+/// the `Connection` header names).
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers (lower case, `_` read as `-`) that never pass the proxy as the caller sent them:
+/// the ones the broker sets itself (identity, forwarding, its JWT), the ones frameworks read the
+/// client's address from, and the caller's own credentials and host. A route's `provider_token`
+/// header may not be one of them.
+pub fn reserved_header(folded: &str) -> bool {
+    const PREFIXES: [&str; 3] = ["x-auth-", "x-forwarded-", "x-original-"];
+    const NAMES: [&str; 11] = [
+        "host",
+        "authorization",
+        "cookie",
+        "forwarded",
+        "x-forwarded",
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+    ];
+    PREFIXES.iter().any(|p| folded.starts_with(p)) || NAMES.contains(&folded)
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +196,7 @@ struct RawRoute {
     jwt: Option<bool>,
     audience: Option<String>,
     timeout: Option<String>,
+    provider_token: Option<toml::Value>,
 }
 
 /// Paths the broker answers itself; a proxied prefix may not shadow them.
@@ -197,7 +248,7 @@ fn validate_route(
                 problems,
                 key,
                 e.message().trim().to_string(),
-                "the keys are upstream, identity_headers, jwt, audience and timeout",
+                "the keys are upstream, identity_headers, jwt, audience, timeout and provider_token",
             );
             return None;
         }
@@ -223,14 +274,84 @@ fn validate_route(
         );
         return None;
     }
+    let jwt = raw.jwt.unwrap_or(false);
+    let provider_token = provider_token(&key, raw.provider_token, jwt, problems).ok()?;
     Some(RouteConfig {
         prefix,
         audience,
         upstream,
         identity_headers: raw.identity_headers.unwrap_or(true),
-        jwt: raw.jwt.unwrap_or(false),
+        jwt,
         timeout,
+        provider_token,
     })
+}
+
+/// `provider_token`: `false` (the default), `true` or `"authorization"` for `Authorization:
+/// Bearer`, or the name of a header of the upstream's own.
+fn provider_token(
+    key: &str,
+    value: Option<toml::Value>,
+    jwt: bool,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<ProviderTokenTo>, ()> {
+    let key = format!("{key}.provider_token");
+    let fix_name = "write provider_token = \"authorization\" to send it as Authorization: Bearer, \
+                    or a header name of its own, e.g. \"X-Provider-Token\"";
+    let mut refuse = |what: String, fix: String| {
+        problem(problems, key.clone(), what, fix);
+        Err(())
+    };
+    let to = match value {
+        None | Some(toml::Value::Boolean(false)) => return Ok(None),
+        Some(toml::Value::Boolean(true)) => ProviderTokenTo::Authorization,
+        Some(toml::Value::String(name)) if name.eq_ignore_ascii_case("authorization") => {
+            ProviderTokenTo::Authorization
+        }
+        Some(toml::Value::String(name)) => {
+            let lower = name.to_ascii_lowercase();
+            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if lower.is_empty() || !lower.bytes().all(token_char) {
+                return refuse(format!("`{name}` is not a header name"), fix_name.into());
+            }
+            // Compared as a CGI-style upstream reads it: `_` is `-` there.
+            let folded = lower.replace('_', "-");
+            let owned = reserved_header(&folded)
+                || HOP_BY_HOP.contains(&folded.as_str())
+                || folded.starts_with("content-")
+                || matches!(folded.as_str(), "expect" | "set-cookie");
+            if owned {
+                return refuse(
+                    format!(
+                        "`{name}` is a header the proxy sets, drops or needs for the request itself"
+                    ),
+                    "name a header of its own, e.g. \"X-Provider-Token\"".into(),
+                );
+            }
+            if lower.contains('_') {
+                return refuse(
+                    format!("`{name}` has `_`, which many servers drop or read as `-`"),
+                    format!("write it with `-`: \"{}\"", name.replace('_', "-")),
+                );
+            }
+            ProviderTokenTo::Header(lower)
+        }
+        Some(other) => {
+            return refuse(
+                format!("`{other}` is neither true, false nor a header name"),
+                fix_name.into(),
+            );
+        }
+    };
+    if jwt && to == ProviderTokenTo::Authorization {
+        return refuse(
+            "puts the provider token in Authorization, where jwt = true puts the broker JWT".into(),
+            "set jwt = false to send the provider token as Authorization: Bearer, or send it \
+             beside the JWT in a header of its own: provider_token = \"X-Provider-Token\""
+                .into(),
+        );
+    }
+    Ok(Some(to))
 }
 
 /// A path that starts and ends with `/`, in plain characters, outside the broker's own paths.
@@ -331,6 +452,76 @@ mod tests {
         assert!(keys.contains(&"routes.\"api\""), "{keys:?}");
         assert!(keys.contains(&"routes.\"/data/\".upstream"), "{keys:?}");
         assert_eq!(keys.len(), 3, "{keys:?}");
+    }
+
+    fn route(lines: &str) -> Result<super::super::Config, super::super::ConfigError> {
+        from_toml_str(
+            &format!(
+                "{SERVER}{DEV}[routes.\"/x/\"]\nupstream = \"http://127.0.0.1:9000/\"\n{lines}\n"
+            ),
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn provider_token_is_off_unless_a_route_asks_and_says_where() {
+        use super::ProviderTokenTo::{Authorization, Header};
+        for (lines, expected) in [
+            ("", None),
+            ("provider_token = false", None),
+            ("provider_token = true", Some(Authorization)),
+            ("provider_token = \"authorization\"", Some(Authorization)),
+            ("provider_token = \"Authorization\"", Some(Authorization)),
+            (
+                "provider_token = \"X-Provider-Token\"",
+                Some(Header("x-provider-token".into())),
+            ),
+            (
+                "provider_token = \"X-Provider-Token\"\njwt = true",
+                Some(Header("x-provider-token".into())),
+            ),
+        ] {
+            let c = route(lines).unwrap_or_else(|e| panic!("{lines}: {e}"));
+            assert_eq!(c.routes[0].provider_token, expected, "{lines}");
+        }
+    }
+
+    #[test]
+    fn a_provider_token_header_the_proxy_owns_or_that_is_no_header_is_refused_with_a_fix() {
+        for value in [
+            "\"X-Auth-Token\"",
+            "\"x_auth_user\"",
+            "\"X-Forwarded-Access-Token\"",
+            "\"Cookie\"",
+            "\"Host\"",
+            "\"Proxy-Authorization\"",
+            "\"Connection\"",
+            "\"Content-Length\"",
+            "\"X_Provider_Token\"",
+            "\"X Provider Token\"",
+            "\"X-Token:\"",
+            "\"\"",
+            "5",
+            "[\"authorization\"]",
+        ] {
+            let err = route(&format!("provider_token = {value}")).unwrap_err();
+            assert_eq!(err.0.len(), 1, "{value}: {err}");
+            assert_eq!(err.0[0].key, "routes.\"/x/\".provider_token", "{value}");
+            assert!(err.0[0].fix.contains("X-Provider-Token"), "{value}: {err}");
+        }
+        let err = route("provider_token = \"X_Provider_Token\"").unwrap_err();
+        assert!(err.to_string().contains("\"X-Provider-Token\""), "{err}");
+    }
+
+    #[test]
+    fn the_provider_token_and_the_broker_jwt_cannot_both_be_the_authorization_header() {
+        for value in ["true", "\"authorization\""] {
+            let err = route(&format!("jwt = true\nprovider_token = {value}")).unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert_eq!(err.0[0].key, "routes.\"/x/\".provider_token");
+            assert!(err.0[0].fix.contains("jwt = false"), "{err}");
+            assert!(err.0[0].fix.contains("X-Provider-Token"), "{err}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod store;
 pub use cidr::{Cidr, CidrError};
 pub use client::{ClientAuth, ClientConfig, SCOPES};
 pub use env::ENV_PREFIX;
-pub use frontend::{RouteConfig, TokensConfig};
+pub use frontend::{HOP_BY_HOP, ProviderTokenTo, RouteConfig, TokensConfig, reserved_header};
 pub use keys::{KeysConfig, decode_key};
 pub use limits::{LimitsConfig, Rate, RateError, parse_rate};
 pub use observability::{LogConfig, LogFormat, MetricsConfig};

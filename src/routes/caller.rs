@@ -157,6 +157,24 @@ pub async fn authenticate(
     }))
 }
 
+/// The caller's live session record, by bearer token when one is sent, else by cookie, read without
+/// counting as activity: nothing is written, the idle deadline does not move and provider tokens are
+/// not refreshed (`GET /auth/session`). `Ok(None)` when there is no live session; a bearer token that
+/// does not verify is an error (401 `invalid_token`), as in [`authenticate`].
+pub async fn peek(
+    state: &AppState,
+    headers: &HeaderMap,
+    cookie_session: &Session,
+) -> AppResult<Option<SessionRecord>> {
+    let parts = state.session_parts();
+    if let Some(token) = bearer_token(headers) {
+        let claims = verify_access_token(state, token).await?;
+        let record = session::peek_by_handle(parts, &claims.sid).await?;
+        return Ok(record.filter(|r| r.user.id == claims.sub));
+    }
+    Ok(session::peek(cookie_session, parts.policy, parts.clock.now()).await?)
+}
+
 /// [`authenticate`], with no session being a 401 that says where to sign in.
 pub async fn require(
     state: &AppState,

@@ -1,5 +1,6 @@
 //! `GET /auth/me`, the session check every page load pays for (by cookie, or by a broker access
-//! token in `Authorization: Bearer`), and the broker's home page.
+//! token in `Authorization: Bearer`); `GET /auth/session`, the session's deadlines read without
+//! counting as activity (for a page that warns before it is signed out); and the broker's home page.
 
 use axum::Router;
 use axum::extract::State;
@@ -19,6 +20,7 @@ use crate::session::{self, SessionRecord};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/me", get(me))
+        .route("/auth/session", get(status))
         .route("/", get(home))
 }
 
@@ -90,6 +92,23 @@ async fn me(
             .put(Arc::from(stored), Arc::new(record), body.clone());
     }
     Ok(me_response(body))
+}
+
+/// `GET /auth/session`: when the caller's session ends. Unlike every other authenticated call it is
+/// not activity: it writes nothing, the idle deadline stays where it is and provider tokens are not
+/// refreshed, so a page may poll it and still be signed out when its user walks away. 401 (as
+/// `/auth/me`) when there is no live session.
+async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    web_session: Session,
+) -> AppResult<Response> {
+    let record = caller::peek(&state, &headers, &web_session)
+        .await?
+        .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
+    let status = record.status(&state.config.session, state.clock.now());
+    let body = serde_json::to_vec(&status).map_err(AppError::internal)?;
+    Ok(me_response(Bytes::from(body)))
 }
 
 async fn home(State(state): State<AppState>, web_session: Session) -> AppResult<Response> {

@@ -3,7 +3,10 @@
 //! CGI-style upstream folds together (`X_Auth_User`), so a caller cannot claim an identity; the
 //! broker's own cookies and the caller's `Authorization` never reach the upstream; paths that any
 //! upstream could read as climbing out are refused (`upstream_path`); bodies stream both ways, and
-//! the upstream's answer — errors included — comes back unchanged.
+//! the upstream's answer — errors included — comes back unchanged. A route with `provider_token`
+//! also gets the session's current provider access token (refreshed when due, like every session
+//! check); no other route ever does, and a caller's header of any route's `provider_token` name is
+//! dropped everywhere.
 
 use std::sync::Arc;
 
@@ -17,9 +20,9 @@ use axum::routing::any;
 use super::caller::{Caller, Via};
 use super::check::identity_headers;
 use super::{AppState, check_same_site};
-use crate::config::RouteConfig;
+use crate::config::{HOP_BY_HOP, ProviderTokenTo, RouteConfig, reserved_header};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::session::CookiePolicy;
+use crate::session::{CookiePolicy, refresh};
 
 mod upstream_path;
 use upstream_path::upstream_url;
@@ -30,13 +33,16 @@ pub struct Proxied;
 
 pub fn router(routes: &[RouteConfig]) -> Router<AppState> {
     let mut router = Router::new();
+    let token_headers = provider_token_headers(routes);
     for route in routes {
         let route = Arc::new(route.clone());
         let handler = {
             let route = route.clone();
+            let token_headers = token_headers.clone();
             move |State(state): State<AppState>, caller: Caller, req: Request| {
                 let route = route.clone();
-                async move { forward(state, route, caller, req).await }
+                let token_headers = token_headers.clone();
+                async move { forward(state, route, &token_headers, caller, req).await }
             }
         };
         router = router
@@ -46,23 +52,26 @@ pub fn router(routes: &[RouteConfig]) -> Router<AppState> {
     router
 }
 
+/// The headers (folded) that any route sends a provider token in. A caller's header of such a
+/// name is dropped on every route: one that asks gets the broker's value alone, and one that does
+/// not (or no longer does) never sees a token a caller made up.
+fn provider_token_headers(routes: &[RouteConfig]) -> Arc<[String]> {
+    routes
+        .iter()
+        .filter_map(|r| match &r.provider_token {
+            Some(ProviderTokenTo::Header(name)) => Some(name.replace('_', "-")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// RFC 9110 §7.6.1: connection-specific fields are not forwarded, nor any the `Connection`
 /// header names.
 fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ]
-    .into_iter()
-    .map(HeaderName::from_static)
-    .collect();
+    let mut names: Vec<HeaderName> = HOP_BY_HOP
+        .into_iter()
+        .map(HeaderName::from_static)
+        .collect();
     for v in headers.get_all(header::CONNECTION) {
         if let Ok(v) = v.to_str() {
             names.extend(
@@ -80,36 +89,19 @@ fn folded(name: &HeaderName) -> String {
     name.as_str().replace('_', "-")
 }
 
-/// Incoming headers (compared folded) that never reach the upstream: the ones the broker sets
-/// itself (identity, forwarding, its JWT), the ones frameworks read the client's address from,
-/// and the caller's own credentials and host. `X_Auth_User` is stripped like `X-Auth-User`:
-/// otherwise a folding upstream would see the caller's value beside, or instead of, the broker's.
-fn reserved(folded: &str) -> bool {
-    const PREFIXES: [&str; 3] = ["x-auth-", "x-forwarded-", "x-original-"];
-    const NAMES: [&str; 11] = [
-        "host",
-        "authorization",
-        "cookie",
-        "forwarded",
-        "x-forwarded",
-        "x-real-ip",
-        "true-client-ip",
-        "x-client-ip",
-        "x-cluster-client-ip",
-        "cf-connecting-ip",
-        "fastly-client-ip",
-    ];
-    PREFIXES.iter().any(|p| folded.starts_with(p)) || NAMES.contains(&folded)
-}
-
-/// The request headers an upstream may see as they are: neither hop-by-hop nor reserved, in any
-/// spelling. Cookies are added back separately, less the broker's own.
-fn passed_on(incoming: &HeaderMap) -> HeaderMap {
+/// The request headers an upstream may see as they are: neither hop-by-hop, reserved
+/// ([`reserved_header`]: the broker's own, the client's address, the caller's credentials) nor a
+/// provider-token header, compared folded. `X_Auth_User` is stripped like `X-Auth-User`: otherwise
+/// a folding upstream would see the caller's value beside, or instead of, the broker's. Cookies are added back separately, less the broker's own.
+fn passed_on(incoming: &HeaderMap, token_headers: &[String]) -> HeaderMap {
     let dropped: Vec<String> = hop_by_hop(incoming).iter().map(folded).collect();
     let mut headers = HeaderMap::new();
     for (name, value) in incoming {
         let name_folded = folded(name);
-        if !dropped.contains(&name_folded) && !reserved(&name_folded) {
+        if !dropped.contains(&name_folded)
+            && !reserved_header(&name_folded)
+            && !token_headers.contains(&name_folded)
+        {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -141,6 +133,7 @@ fn foreign_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<Header
 async fn forward(
     state: AppState,
     route: Arc<RouteConfig>,
+    token_headers: &[String],
     caller: Caller,
     req: Request,
 ) -> AppResult<Response> {
@@ -159,7 +152,7 @@ async fn forward(
         )
     })?;
 
-    let mut headers = passed_on(&parts.headers);
+    let mut headers = passed_on(&parts.headers, token_headers);
     if let Some(c) = foreign_cookies(&parts.headers, &state.cookies) {
         headers.insert(header::COOKIE, c);
     }
@@ -186,6 +179,10 @@ async fn forward(
         let v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(AppError::internal)?;
         headers.insert(header::AUTHORIZATION, v);
     }
+    if let Some(to) = &route.provider_token {
+        let (name, value) = provider_token_header(&state, &route, to, &caller).await?;
+        headers.insert(name, value);
+    }
 
     let request = state
         .upstream
@@ -210,6 +207,42 @@ async fn forward(
     let mut res = answer(upstream, &state.cookies)?;
     res.extensions_mut().insert(Proxied);
     Ok(res)
+}
+
+/// The header that carries the session's current provider access token to a route that asked for
+/// it. Without a valid token (expired and nothing to refresh it with) the caller is told to sign
+/// in again, and the upstream is not called.
+async fn provider_token_header(
+    state: &AppState,
+    route: &RouteConfig,
+    to: &ProviderTokenTo,
+    caller: &Caller,
+) -> AppResult<(HeaderName, HeaderValue)> {
+    let token = refresh::current_access_token(state.session_parts(), &caller.record.handle)
+        .await?
+        .ok_or_else(|| {
+            let mut e = AppError::unauthorized(state.login_url()).with_cause(format!(
+                "{}: the session {} has no valid provider access token",
+                route.prefix, caller.record.handle
+            ));
+            e.code = "provider_token_unavailable";
+            e.message = "This service needs a current access token from your sign-in provider, \
+                         and this session no longer has one. Sign in again."
+                .into();
+            e
+        })?;
+    let (name, value) = match to {
+        ProviderTokenTo::Authorization => (header::AUTHORIZATION, format!("Bearer {token}")),
+        ProviderTokenTo::Header(name) => (
+            HeaderName::from_bytes(name.as_bytes()).map_err(AppError::internal)?,
+            token,
+        ),
+    };
+    // The token's own text stays out of the error: a header value refuses only control bytes.
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| AppError::internal("the provider access token is not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 /// The upstream's answer as the caller gets it: status, headers less hop-by-hop ones and any
@@ -278,7 +311,7 @@ mod tests {
         ]);
         let mut incoming = incoming;
         incoming.insert(header::CONNECTION, HeaderValue::from_static("x-custom-hop"));
-        let kept = passed_on(&incoming);
+        let kept = passed_on(&incoming, &[]);
         let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["accept", "x-authority", "x_request_id"]);
@@ -315,8 +348,33 @@ mod tests {
                 respelled("transfer-encoding"),
             ],
         ) {
-            prop_assert!(passed_on(&headers(&[&spelled])).is_empty(), "{}", spelled);
+            prop_assert!(passed_on(&headers(&[&spelled]), &[]).is_empty(), "{}", spelled);
         }
+    }
+
+    #[test]
+    fn a_callers_provider_token_header_is_dropped_in_any_spelling() {
+        let routes: Vec<RouteConfig> = crate::config::from_toml_str(
+            "[server]\nenvironment = \"development\"\n[providers.dev]\nkind = \"dev\"\n\
+             [routes.\"/a/\"]\nupstream = \"http://127.0.0.1:9000/\"\nprovider_token = \"X-Provider-Token\"\n\
+             [routes.\"/b/\"]\nupstream = \"http://127.0.0.1:9000/\"\nprovider_token = true\n\
+             [routes.\"/c/\"]\nupstream = \"http://127.0.0.1:9000/\"\n",
+            Vec::new(),
+        )
+        .unwrap()
+        .routes;
+        let token_headers = provider_token_headers(&routes);
+        assert_eq!(&*token_headers, ["x-provider-token".to_string()]);
+        let incoming = headers(&[
+            "X-Provider-Token",
+            "x_provider_token",
+            "X_Provider-TOKEN",
+            "Authorization",
+            "X-Provider-Tokens",
+        ]);
+        let kept = passed_on(&incoming, &token_headers);
+        let names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-provider-tokens"]);
     }
 
     #[test]

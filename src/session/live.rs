@@ -53,15 +53,20 @@ pub async fn live_by_handle(
     Ok(Some((session, record)))
 }
 
-/// Whether the session with this handle is still live, read without counting as activity (the
-/// sweeper asks this of sessions that clients hold tokens from).
-pub async fn is_live_by_handle(parts: Parts<'_>, handle: &str) -> Result<bool, SessionError> {
+/// The live record of the session with this handle, read without counting as activity (see
+/// [`record::peek`]): for `GET /auth/session`, and for the sweeper, which asks this of sessions that
+/// clients hold tokens from.
+pub async fn peek_by_handle(
+    parts: Parts<'_>,
+    handle: &str,
+) -> Result<Option<SessionRecord>, SessionError> {
     let Some(session) = open_by_handle(parts, handle).await? else {
-        return Ok(false);
+        return Ok(None);
     };
-    let Some(serde_json::Value::String(text)) = session.get_value(record::RECORD_KEY).await? else {
-        return Ok(false);
-    };
-    Ok(serde_json::from_str::<SessionRecord>(&text)
-        .is_ok_and(|r| r.is_live(parts.policy, parts.clock.now())))
+    record::peek(&session, parts.policy, parts.clock.now()).await
+}
+
+/// Whether the session with this handle is still live, read without counting as activity.
+pub async fn is_live_by_handle(parts: Parts<'_>, handle: &str) -> Result<bool, SessionError> {
+    Ok(peek_by_handle(parts, handle).await?.is_some())
 }

@@ -4,7 +4,7 @@
 //! - [`record`]: what a session knows and its policy, read and written through tower-sessions;
 //! - [`cookie`]: cookie names and attributes;
 //! - [`live`]: the live session of a cookie or of a handle, provider tokens refreshed when due
-//!   ([`refresh`]);
+//!   ([`refresh`]), or read without counting as activity ([`peek`]);
 //! - [`start`]: a new session after a login; [`end`]: ending a session everywhere;
 //!   [`revocation`]: revoking provider tokens, retried until the provider answers;
 //!   [`list`]: a user's live sessions;
@@ -24,8 +24,11 @@ pub mod store;
 
 pub use cookie::CookiePolicy;
 pub use end::end_session;
-pub use live::{is_live_by_handle, live, live_by_handle, open_by_handle, persist};
-pub use record::{RECORD_KEY, SessionRecord, SessionView, current, end, needs_touch, put, rfc3339};
+pub use live::{is_live_by_handle, live, live_by_handle, open_by_handle, peek_by_handle, persist};
+pub use record::{
+    RECORD_KEY, SessionRecord, SessionStatus, SessionView, current, end, needs_touch, peek, put,
+    rfc3339,
+};
 pub use start::Login;
 
 use crate::clock::SharedClock;

@@ -61,6 +61,36 @@ impl SessionRecord {
             idle_expires_at: rfc3339(self.idle_expires_at(policy)),
         }
     }
+
+    /// The answer of `GET /auth/session` at `now`.
+    pub fn status(&self, policy: &SessionConfig, now: OffsetDateTime) -> SessionStatus {
+        let now = now.unix_timestamp();
+        let idle = self.idle_expires_at(policy);
+        SessionStatus {
+            idle_expires_at: rfc3339(idle),
+            expires_at: rfc3339(self.absolute_expires_at),
+            idle_expires_in: (idle - now).max(0),
+            expires_in: (self.absolute_expires_at - now).max(0),
+            idle_timeout: secs(policy.idle_timeout),
+        }
+    }
+}
+
+/// The answer of `GET /auth/session`: when the session ends, as times and as seconds from now (a
+/// page counts down from the seconds, so its own clock does not matter).
+#[derive(Debug, Serialize)]
+pub struct SessionStatus {
+    /// When the session ends unless it is used before (never after `expires_at`).
+    pub idle_expires_at: String,
+    /// When the session ends whatever happens (the absolute lifetime).
+    pub expires_at: String,
+    /// Seconds until `idle_expires_at`.
+    pub idle_expires_in: i64,
+    /// Seconds until `expires_at`.
+    pub expires_in: i64,
+    /// The idle timeout in seconds: how far the next activity moves `idle_expires_at` (up to
+    /// `expires_at`).
+    pub idle_timeout: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +156,21 @@ pub async fn current(
         return Ok(Some(touched));
     }
     Ok(Some(record))
+}
+
+/// The live record of this request's session as stored, read without counting as activity: nothing
+/// is written (no touch of last-seen, no refresh; an expired record is left to its store expiry).
+pub async fn peek(
+    session: &Session,
+    policy: &SessionConfig,
+    now: OffsetDateTime,
+) -> Result<Option<SessionRecord>, SessionError> {
+    let Some(serde_json::Value::String(text)) = session.get_value(RECORD_KEY).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_str::<SessionRecord>(&text)
+        .ok()
+        .filter(|r| r.is_live(policy, now)))
 }
 
 /// Starts a fresh session for `user`: a new id (no fixation), the old record gone.

@@ -72,6 +72,31 @@ pub async fn ensure_fresh(
     }
 }
 
+/// The session's current provider access token, for an upstream route that asked for it: the one
+/// the last refresh stored (the live check of the request has refreshed it if it was due). `None`
+/// when the session has none still valid: expired with nothing to refresh it, or sealed under a key
+/// that has left the ring.
+pub async fn current_access_token(
+    parts: Parts<'_>,
+    handle: &str,
+) -> Result<Option<String>, SessionError> {
+    let Some(row) = parts.store.indexed_session(handle).await? else {
+        return Ok(None);
+    };
+    let Some(tokens) = row
+        .tokens
+        .as_deref()
+        .and_then(|s| parts.vault.open(s, &row.handle).ok())
+    else {
+        return Ok(None);
+    };
+    let now = parts.clock.now().unix_timestamp();
+    if tokens.access_token.is_empty() || tokens.expires_at.is_some_and(|exp| now >= exp) {
+        return Ok(None);
+    }
+    Ok(Some(tokens.access_token))
+}
+
 /// The record updated from the index row if the row's tokens are no longer due.
 fn fresh_record(
     parts: Parts<'_>,

@@ -1,6 +1,7 @@
 //! The example page in a real headless Chromium (driven by `tests/peers/browser.mjs` with
-//! playwright-core): sign in through the dev provider's page and out again, in cookie mode and in
-//! token mode. A missing browser or package is a failure that says how to install it, never a skip.
+//! playwright-core): sign in through the dev provider's page, see the sign-out warning read from
+//! `/auth/session` and stay signed in, and sign out again, in cookie mode and in token mode. A
+//! missing browser or package is a failure that says how to install it, never a skip.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -35,7 +36,13 @@ async fn example_page_signs_in_and_out_in_a_real_browser_in_both_modes() {
         peers.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci --prefix tests/peers` (tests/run.sh does it)"
     );
-    let app = spawn(dev_provider().server_extra("example_app = true\n")).await;
+    // An idle timeout under the page's five-minute warning, so the warning shows at once.
+    let app = spawn(
+        dev_provider()
+            .server_extra("example_app = true\n")
+            .session("idle_timeout = \"4m\"\nabsolute_lifetime = \"1d\"\n"),
+    )
+    .await;
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
 
     let child = Command::new("node")

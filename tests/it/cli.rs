@@ -328,3 +328,49 @@ async fn a_login_leaves_no_secret_in_the_logs() {
         );
     }
 }
+
+#[test]
+fn check_config_explains_a_provider_token_it_cannot_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        r#"
+[server]
+environment = "development"
+[providers.dev]
+kind = "dev"
+[routes."/graph/"]
+upstream = "http://127.0.0.1:9000/"
+jwt = true
+provider_token = "authorization"
+[routes."/files/"]
+upstream = "http://127.0.0.1:9001/"
+provider_token = "X-Auth-Token"
+[routes."/ok/"]
+upstream = "http://127.0.0.1:9002/"
+jwt = true
+provider_token = "X-Provider-Token"
+"#,
+    )
+    .unwrap();
+    let out = broker()
+        .args(["check-config", "--offline", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(
+        err.contains(r#"routes."/graph/".provider_token: puts the provider token in Authorization, where jwt = true puts the broker JWT (fix: set jwt = false"#),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            r#"routes."/files/".provider_token: `X-Auth-Token` is a header the proxy sets"#
+        ),
+        "{err}"
+    );
+    assert!(err.contains(r#"e.g. "X-Provider-Token""#), "{err}");
+}

@@ -144,6 +144,8 @@ struct Shared {
     metadata_requests: Mutex<Vec<String>>,
     /// Revocation requests: (token, token_type_hint).
     revocations: Mutex<Vec<(String, String)>>,
+    /// Every access token issued, in order (code and refresh grants).
+    access_tokens: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -240,6 +242,7 @@ impl FakeOp {
             reuse_detected: Mutex::new(false),
             metadata_requests: Mutex::new(Vec::new()),
             revocations: Mutex::new(Vec::new()),
+            access_tokens: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route(&layout.discovery, get(discovery))
@@ -277,6 +280,17 @@ impl FakeOp {
             base,
             shared,
         }
+    }
+
+    /// The access token issued last (by the code or the refresh grant).
+    pub fn last_access_token(&self) -> String {
+        self.shared
+            .access_tokens
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("an access token was issued")
     }
 
     pub fn refresh_calls(&self) -> u32 {
@@ -547,6 +561,7 @@ async fn token(
         .lock()
         .unwrap()
         .insert(refresh_token.clone(), (family, false));
+    s.access_tokens.lock().unwrap().push("at-fake".into());
     Json(json!({"access_token": "at-fake", "token_type": "Bearer", "expires_in": 300, "id_token": id_token, "refresh_token": refresh_token})).into_response()
 }
 
@@ -613,7 +628,10 @@ fn refresh_grant(s: &Shared, presented: String) -> Response {
         )
             .into_response();
     }
-    let mut answer = json!({"access_token": format!("at-{}", oidc_broker::crypto::random_token(6)), "token_type": "Bearer", "expires_in": 300});
+    let access_token = format!("at-{}", oidc_broker::crypto::random_token(6));
+    s.access_tokens.lock().unwrap().push(access_token.clone());
+    let mut answer =
+        json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 300});
     if b.rotate {
         tokens.insert(presented, (family, true));
         let next = format!("rt-{}", oidc_broker::crypto::random_token(8));

@@ -9,12 +9,12 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use crate::helpers::*;
 
 /// `tests/upstreams/wsgi_echo.py`, running until this value is dropped.
-struct WsgiUpstream {
-    base: String,
+pub struct WsgiUpstream {
+    pub base: String,
     _process: tokio::process::Child,
 }
 
-async fn wsgi_upstream() -> WsgiUpstream {
+pub async fn wsgi_upstream() -> WsgiUpstream {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/wsgi_echo.py");
     let mut process = tokio::process::Command::new("python3")
         .arg(script)

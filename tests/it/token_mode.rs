@@ -47,7 +47,8 @@ async fn trade(app: &TestApp, code: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn tokens(app: &TestApp) -> Value {
+/// Alice's tokens from a token-mode login (`POST /auth/token`), checked never to be cached.
+pub async fn tokens(app: &TestApp) -> Value {
     let code = token_login(app).await;
     let res = trade(app, &code).await;
     assert_eq!(res.status(), 200);

@@ -1,6 +1,7 @@
 // The example page (/example/) driven end to end in a real headless Chromium: sign in through the
-// dev provider's "pick a test user" page and sign out again, once in cookie mode and once in token
-// mode.
+// dev provider's "pick a test user" page, see the sign-out warning the page reads from
+// /auth/session (the broker runs with an idle timeout under the page's five-minute warning) and
+// stay signed in, then sign out again; once in cookie mode and once in token mode.
 // Environment: BROKER_URL (the broker's base URL, serving the example page and a `dev` provider);
 // optionally CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR (a failure saves a screenshot
 // there) and SCREENSHOT_STEPS=1 (also save one at each signed-in and signed-out state).
@@ -132,6 +133,46 @@ async function jsCookie(page, name) {
   }, name);
 }
 
+/** #expiry, read from /auth/session, warns "You will be signed out in N minutes"; #stay (a real
+ * call to the broker) keeps the session and the warning stays in place. */
+async function checkExpiryWarning(page) {
+  const warning = /^You will be signed out in \d+ minutes? if you do nothing\.$/;
+  try {
+    await page.waitForFunction(
+      (source) => {
+        const el = document.getElementById('expiry');
+        return !!el && !el.hidden && new RegExp(source).test(el.textContent.trim());
+      },
+      warning.source,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    throw new StepFailure(
+      `#expiry never said "You will be signed out in N minutes if you do nothing." ` +
+        `(it says ${JSON.stringify(await text(page, '#expiry'))}${await errorSuffix(page)})`,
+    );
+  }
+  const said = await text(page, '#expiry');
+  const state = await page.$eval('#expiry', (el) => el.dataset.state).catch(() => null);
+  check(state === 'warn', `#expiry is in state ${JSON.stringify(state)}, not warn, ${said}`);
+  check(await page.isVisible('#stay'), 'the sign-out warning shows no #stay button');
+  ok(`#expiry warns: ${JSON.stringify(said)}, with a #stay button`);
+  await page.click('#stay');
+  try {
+    await page.waitForFunction(
+      () => /still signed in/i.test(document.getElementById('notice')?.textContent || ''),
+      null,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    throw new StepFailure(`#stay did not say the session is kept${await errorSuffix(page)}`);
+  }
+  await waitForState(page, 'signed-in', 'after #stay');
+  check(warning.test((await text(page, '#expiry')) || ''), '#expiry is gone after #stay');
+  await checkNoError(page, 'after #stay');
+  ok('#stay kept the session: still signed in, the warning counts down again');
+}
+
 /** Opens the example page and lets its first calls finish. */
 async function openExample(page, path) {
   let res;
@@ -211,6 +252,7 @@ async function cookieMode(page, context) {
   const me = await fetchStatus(page, '/auth/me');
   check(me === 200, `fetch('/auth/me') while signed in answered ${me}, not 200`);
   ok("fetch('/auth/me') answers 200 while signed in");
+  await checkExpiryWarning(page);
   await stepShot(page, 'cookie-2-signed-in');
 
   await Promise.all([
@@ -227,6 +269,7 @@ async function cookieMode(page, context) {
   check(after === 401, `fetch('/auth/me') after logout answered ${after}, not 401`);
   await waitForState(page, 'signed-out', 'back on /example/ after logout');
   await checkNoError(page, 'signed out');
+  check(!(await page.isVisible('#expiry')), '#expiry still shows a deadline after logout');
   ok("back on /example/: fetch('/auth/me') answers 401 and #status is signed-out");
   await stepShot(page, 'cookie-4-signed-out');
 }
@@ -265,6 +308,7 @@ async function tokenMode(page) {
   const bearerMe = await fetchStatus(page, '/auth/me', access);
   check(bearerMe === 200, `/auth/me with the access token as Bearer answered ${bearerMe}, not 200`);
   ok('/auth/me with the access token as Bearer answers 200');
+  await checkExpiryWarning(page);
   await stepShot(page, 'token-2-signed-in');
 
   await page.click('#refresh');

@@ -142,6 +142,7 @@ mod tests {
             jwt: false,
             audience: "http://127.0.0.1:9000/".into(),
             timeout: Duration::from_secs(5),
+            provider_token: None,
         }
     }
 
