@@ -131,10 +131,15 @@ cleanup() {
 }
 trap cleanup EXIT
 cp "$BROKER_BIN" "$context/oidc-broker"
+previous=$(podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 if ! podman build "${run_opts[@]}" --format docker --target prebuilt \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" -f deploy/Containerfile -t "$IMAGE" "$context" >"$context/build.log" 2>&1; then
   tail -30 "$context/build.log" >&2
   fail "podman build"
+fi
+# The previous run's image, now untagged (a new binary makes a new image).
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
 fi
 
 # A sign-in as a browser does it (the login, the dev provider's page, its form, the callback),
