@@ -210,7 +210,8 @@ fn token() {}
     request_body = super::token::RefreshRequest,
     responses(
         (status = 200, body = super::token::TokenAnswer),
-        (status = 400, description = "Unknown, ended or replayed refresh token, or a malformed body", body = ErrorBody),
+        (status = 400, description = "A malformed body", body = ErrorBody),
+        (status = 401, description = "An unknown, ended or replayed refresh token (`invalid_grant`)", body = ErrorBody),
         (status = 429, description = "Over the `token` rate", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody),
     ))]
@@ -373,7 +374,7 @@ fn admin_audit() {}
     security(("metrics_token" = [])),
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "No or a wrong metrics token", body = ErrorBody),
+        (status = 401, description = "No or a wrong metrics token", content_type = "text/plain", body = String),
         (status = 404, description = "No `[metrics]`, or metrics on a listener of their own"),
     ))]
 fn metrics() {}

@@ -137,7 +137,8 @@ fn schemathesis() -> PathBuf {
     path
 }
 
-/// One schemathesis run against `app`: no 5xx, every answer as the document says.
+/// One schemathesis run against `app`: no 5xx, and every answer's status, content type and body as
+/// the document says.
 async fn run_schemathesis(app: &TestApp, name: &str, args: &[&str]) {
     let bin = schemathesis();
     let work = tempfile::tempdir().unwrap();
@@ -147,7 +148,7 @@ async fn run_schemathesis(app: &TestApp, name: &str, args: &[&str]) {
         .arg(app.url("/openapi.json"))
         .args([
             "--checks",
-            "not_a_server_error,response_schema_conformance",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
             "--max-examples",
             "10",
             "--seed",
