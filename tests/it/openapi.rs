@@ -5,10 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+
 use crate::helpers::*;
 
 const ADMIN_TOKEN: &str = "openapi-test-admin-token-0123456789abcdef";
 const METRICS_TOKEN: &str = "openapi-test-metrics-token-0123456789abcdef";
+const CLIENT_SECRET: &str = "openapi-test-client-secret-0123456789abcdef";
 
 fn committed_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")
@@ -18,7 +21,7 @@ fn committed_path() -> PathBuf {
 async fn full_broker() -> TestApp {
     spawn(Spawn::providers(format!(
         "[providers.dev]\nkind = \"dev\"\n\
-         [clients.app]\nredirect_uris = [\"http://app.test:3000/cb\"]\n\
+         [clients.app]\nredirect_uris = [\"http://app.test:3000/cb\"]\nclient_secret = \"{CLIENT_SECRET}\"\n\
          [admin]\ntoken = \"{ADMIN_TOKEN}\"\n\
          [metrics]\ntoken = \"{METRICS_TOKEN}\"\n"
     )))
@@ -140,19 +143,33 @@ fn schemathesis() -> PathBuf {
 /// One schemathesis run against `app`: no 5xx, and every answer's status, content type and body as
 /// the document says.
 async fn run_schemathesis(app: &TestApp, name: &str, args: &[&str]) {
+    run_schemathesis_with(app, name, "", args).await
+}
+
+/// [`run_schemathesis`] with a `schemathesis.toml` (values for parameters, say).
+async fn run_schemathesis_with(app: &TestApp, name: &str, config: &str, args: &[&str]) {
     let bin = schemathesis();
     let work = tempfile::tempdir().unwrap();
+    let config_file = work.path().join("schemathesis.toml");
+    std::fs::write(&config_file, config).unwrap();
+    // Bounded and reproducible by default; a deeper or another run: BROKER_SCHEMATHESIS_EXAMPLES=200
+    // BROKER_SCHEMATHESIS_SEED=7.
+    let max_examples =
+        std::env::var("BROKER_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "10".into());
+    let seed = std::env::var("BROKER_SCHEMATHESIS_SEED").unwrap_or_else(|_| "15".into());
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(&bin);
-    cmd.args(["--no-color", "run"])
+    cmd.args(["--no-color", "--config-file"])
+        .arg(&config_file)
+        .arg("run")
         .arg(app.url("/openapi.json"))
         .args([
             "--checks",
             "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
             "--max-examples",
-            "10",
+            &max_examples,
             "--seed",
-            "15",
+            &seed,
             "--workers",
             "1",
             "--phases",
@@ -208,11 +225,32 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     .await;
     let me = app.me().await;
     assert_eq!(me.status(), 200, "the session outlived the run");
-    let admin = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    // By a broker access token (token mode), on the operations that read the session.
+    let tokens = crate::token_mode::tokens(&app).await;
+    let bearer = format!(
+        "Authorization: Bearer {}",
+        tokens["access_token"].as_str().unwrap()
+    );
     run_schemathesis(
         &app,
-        "admin",
-        &["-H", &admin, "--include-path-regex", "^/admin/"],
+        "bearer",
+        &[
+            "-H",
+            &bearer,
+            "--include-path-regex",
+            "^/auth/(me|session|sessions|check)$",
+        ],
+    )
+    .await;
+    // The OpenID Provider endpoints, as the registered client.
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("app:{CLIENT_SECRET}"))
+    );
+    run_schemathesis(
+        &app,
+        "openid provider client",
+        &["-H", &basic, "--include-path-regex", "^/oauth2/"],
     )
     .await;
     let metrics = format!("Authorization: Bearer {METRICS_TOKEN}");
@@ -233,6 +271,16 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
             "--include-path-regex",
             ends_the_session,
         ],
+    )
+    .await;
+    // The admin API, told alice's id (its DELETE ends her sessions, so it comes last).
+    let admin = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let user_id = tokens["user"]["id"].as_str().unwrap();
+    run_schemathesis_with(
+        &app,
+        "admin",
+        &format!("[parameters]\n\"path.id\" = \"{user_id}\"\n"),
+        &["-H", &admin, "--include-path-regex", "^/admin/"],
     )
     .await;
 }
