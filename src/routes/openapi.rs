@@ -253,7 +253,7 @@ fn openid_configuration() {}
     description = "RFC 6749 token endpoint: form body with `grant_type` `authorization_code` \
         (`code`, `redirect_uri`, `code_verifier`) or `refresh_token`; client authentication by \
         HTTP Basic or in the form.",
-    request_body(content = Object, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::op::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = crate::op::tokens::TokenResponse),
         (status = 400, description = "RFC 6749 §5.2 error", body = ErrorBody),
@@ -289,7 +289,7 @@ fn op_userinfo_post() {}
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "openid provider",
     description = "RFC 7009: form body `token`, `token_type_hint`; client authentication as at the \
         token endpoint. 200 with no body whether or not the token was known.",
-    request_body(content = Object, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = super::op::RevokeForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or never known"),
         (status = 400, description = "RFC 6749 §5.2 error", body = ErrorBody),

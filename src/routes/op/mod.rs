@@ -6,6 +6,8 @@ mod authorize;
 mod logout;
 mod token;
 
+pub(super) use token::{RevokeForm, TokenForm};
+
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
