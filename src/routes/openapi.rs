@@ -49,7 +49,7 @@ pub fn document() -> String {
     ),
     paths(
         me, session_status, sessions_list, sessions_revoke, sessions_revoke_others, check, logout,
-        token, token_refresh, firebase_session, jwks, openid_configuration, op_token,
+        token, token_refresh, firebase_session, backchannel_logout, jwks, openid_configuration, op_token,
         op_userinfo_get, op_userinfo_post, op_revoke, healthz, readyz, admin_user_sessions,
         admin_revoke_user_sessions, admin_revoke_session, admin_audit, metrics, openapi,
     ),
@@ -232,6 +232,19 @@ fn token_refresh() {}
         (status = 503, description = "The store is unavailable", body = ErrorBody),
     ))]
 fn firebase_session() {}
+
+#[utoipa::path(post, path = "/auth/backchannel-logout/{provider}", tag = "provider logout",
+    description = "OpenID Connect Back-Channel Logout 1.0: a verified `logout_token` ends the \
+        matching sessions on every instance.",
+    params(("provider" = String, Path, description = "A provider id")),
+    request_body(content = super::backchannel::BackchannelForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The matching sessions are ended"),
+        (status = 400, description = "An unknown provider, or a missing or refused logout token", body = super::backchannel::Refusal),
+        (status = 429, description = "Over the `provider_logout` rate", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (no body)"),
+    ))]
+fn backchannel_logout() {}
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
     description = "The public keys of broker access tokens and ID tokens (RS256, by `kid`).",

@@ -123,6 +123,86 @@ async fn every_documented_operation_is_routed() {
     assert!(checked >= 20, "{checked}");
 }
 
+/// Routes that answer pages, redirects or form posts, not JSON: they stay out of the document.
+const NOT_JSON: &[(&str, &str)] = &[
+    ("/", "the home page"),
+    (
+        "/auth/login",
+        "a redirect to the provider, or the chooser page",
+    ),
+    ("/auth/callback/{provider}", "a redirect back to the app"),
+    (
+        "/auth/firebase/{provider}/password",
+        "the Firebase form's post: redirects",
+    ),
+    ("/auth/frontchannel-logout/{provider}", "an iframe page"),
+    ("/auth/logged-out", "a page or a redirect"),
+    ("/auth/sessions/manage", "a page"),
+    (
+        "/auth/sessions/{handle}/revoke",
+        "the sessions page's form post: redirects",
+    ),
+    ("/oauth2/authorize", "redirects and error pages (OAuth 2.0)"),
+    ("/oauth2/authorize/resume", "redirects"),
+    ("/oauth2/logout", "RP-initiated logout: redirects and pages"),
+    ("/example", "the example app"),
+    ("/example/", "the example app"),
+    ("/example/app.css", "the example app"),
+    ("/example/app.js", "the example app"),
+];
+
+/// Every route literal in `src/routes` (`.route("…"`), as a reviewer would find them.
+fn routes_in_source() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in text.match_indices(".route(") {
+                    let rest = text[at + ".route(".len()..].trim_start();
+                    if let Some(lit) = rest.strip_prefix('"')
+                        && let Some(end) = lit.find('"')
+                    {
+                        out.push(lit[..end].to_string());
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A new JSON route must be added to `src/routes/openapi.rs` (or, if it answers no JSON, to
+/// [`NOT_JSON`] here).
+#[test]
+fn every_route_is_documented_or_answers_no_json() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&oidc_broker::routes::openapi::document()).unwrap();
+    let routes = routes_in_source();
+    assert!(routes.len() > 30, "{routes:?}");
+    let missing: Vec<_> = routes
+        .iter()
+        .filter(|r| !doc["paths"][r.as_str()].is_object())
+        .filter(|r| !NOT_JSON.iter().any(|(p, _)| p == r))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes neither in src/routes/openapi.rs nor listed as answering no JSON: {missing:?}"
+    );
+    for (p, why) in NOT_JSON {
+        assert!(
+            routes.iter().any(|r| r == p),
+            "{p} ({why}) is no route any more"
+        );
+    }
+}
+
 /// The schemathesis of `tests/run.sh` (a venv in `tests/.venv-schemathesis`), or `$SCHEMATHESIS`.
 fn schemathesis() -> PathBuf {
     let path = std::env::var_os("SCHEMATHESIS").map_or_else(
