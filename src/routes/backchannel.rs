@@ -25,7 +25,7 @@ pub(super) struct BackchannelForm {
     logout_token: Option<String>,
 }
 
-/// The body of a refusal: an OAuth 2.0 error (§2.8), built with `json!` in [`refuse`].
+/// The body of a refusal: an OAuth 2.0 error (§2.8). `refuse` builds it with `json!`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(super) struct Refusal {

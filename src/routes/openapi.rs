@@ -62,6 +62,18 @@ struct Security;
 impl utoipa::Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
+        // The type's doc comment speaks of the code; the document speaks to callers.
+        if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(body))) =
+            components.schemas.get_mut("ErrorBody")
+        {
+            body.description = Some(
+                "Every error of the broker's own endpoints: `error` is a stable code, `message` \
+                 (also as `error_description`, the name OAuth 2.0 clients read) is safe to show, \
+                 `correlation_id` names the request in the broker's log, and `login_url`, when \
+                 present, is where to sign in again."
+                    .into(),
+            );
+        }
         components.add_security_scheme(
             "session_cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(

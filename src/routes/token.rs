@@ -103,7 +103,8 @@ pub async fn access_token_for(
     Ok((token, claims.exp - now))
 }
 
-/// The shape of [`token_response`]'s body.
+/// The answer of both token endpoints (RFC 6749 §5.1 shape, plus the user); `token_response`
+/// builds it with `json!`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(super) struct TokenAnswer {

@@ -22,9 +22,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/oauth2/revoke", post(revoke))
 }
 
-/// The form `POST /oauth2/token` reads (RFC 6749 §4.1.3, §6), for the OpenAPI document; the
-/// handler reads the pairs itself ([`single`]: a repeated name is refused). A confidential client
-/// authenticates by HTTP Basic or with `client_id` and `client_secret` here.
+/// The form `POST /oauth2/token` reads (RFC 6749 §4.1.3, §6); a name given twice is refused. A
+/// confidential client authenticates by HTTP Basic or with `client_id` and `client_secret` here.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct TokenForm {
