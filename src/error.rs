@@ -172,7 +172,7 @@ impl From<crate::limits::Refused> for AppError {
 }
 
 /// What an error response carries for the HTML rendering layer ([`crate::routes::render_errors`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: &'static str,
     /// The same as `message`, under the name OAuth 2.0 clients read (RFC 6749 §5.2).

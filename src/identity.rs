@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::config::ClaimMapping;
 
 /// A provider identity after claim mapping. Stored as the user's profile and shown as `user`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Identity {
     pub provider: String,
     pub provider_kind: String,
@@ -21,11 +21,13 @@ pub struct Identity {
     pub groups: Vec<String>,
     pub roles: Vec<String>,
     /// Raw claims the operator selected; empty unless configured.
+    #[schema(value_type = Object)]
     pub claims: Map<String, Value>,
 }
 
 /// The `user` object of `/auth/me`: the local id plus the normalised identity.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     pub id: String,
     #[serde(flatten)]

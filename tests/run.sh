@@ -37,6 +37,17 @@ if ! command -v promtool >/dev/null; then
   fi
 fi
 
+# The OpenAPI test runs schemathesis (PyPI) against a live broker, from a venv of its own.
+SCHEMATHESIS_VERSION=4.32.5
+if ! tests/.venv-schemathesis/bin/schemathesis --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+  echo "Installing schemathesis $SCHEMATHESIS_VERSION in tests/.venv-schemathesis..." >&2
+  if ! (python3 -m venv tests/.venv-schemathesis \
+    && tests/.venv-schemathesis/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"); then
+    echo "The OpenAPI test needs schemathesis and it could not be installed: python3 -m venv tests/.venv-schemathesis && tests/.venv-schemathesis/bin/pip install schemathesis==$SCHEMATHESIS_VERSION (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  fi
+fi
+
 # An explicit --target keeps build scripts and proc macros (built for the host) apart from the
 # crates built for the target, so clippy's check build and the test build share them instead of
 # building them — C libraries included — twice.

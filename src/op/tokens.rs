@@ -29,7 +29,8 @@ pub struct GrantData {
 }
 
 /// The answer of the token endpoint.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OpTokenResponse)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,

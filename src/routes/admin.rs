@@ -131,6 +131,43 @@ async fn revoke_session(
     Ok(Json(json!({ "revoked": [row.handle] })).into_response())
 }
 
+/// The answer of `GET /admin/users/{id}/sessions`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UserSessions {
+    user: UserSummary,
+    sessions: Vec<crate::session::list::SessionItem>,
+}
+
+/// The answer of `GET /admin/audit`, newest first.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct AuditEvents {
+    events: Vec<AuditEventView>,
+}
+
+/// One audit event as `GET /admin/audit` shows it (built with `json!` below).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct AuditEventView {
+    id: i64,
+    /// RFC 3339; the first time, for a counted failure.
+    at: String,
+    event: String,
+    user_id: Option<String>,
+    session: Option<String>,
+    provider: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    /// The event's details (a JSON object), or null.
+    #[schema(value_type = Option<Object>)]
+    detail: Option<Value>,
+    /// More than 1 only for failures counted per address and window.
+    count: i64,
+    /// RFC 3339: the last time a counted failure happened in its window.
+    last_at: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct AuditQuery {
     user: Option<String>,

@@ -18,9 +18,20 @@ pub fn router() -> Router<AppState> {
         .route("/auth/frontchannel-logout/{provider}", get(frontchannel))
 }
 
-#[derive(Deserialize)]
-struct BackchannelForm {
+/// The form a provider posts (§2.5).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct BackchannelForm {
+    /// The logout token (a signed JWT).
     logout_token: Option<String>,
+}
+
+/// The body of a refusal: an OAuth 2.0 error (§2.8). `refuse` builds it with `json!`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Refusal {
+    /// Always `invalid_request`.
+    error: String,
+    error_description: String,
 }
 
 /// §2.8: 200 on success, 400 with an OAuth error otherwise; never cached.

@@ -96,8 +96,9 @@ async fn password(
     outcome
 }
 
-#[derive(Deserialize)]
-struct Handoff {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct Handoff {
+    /// The Firebase ID token of a sign-in of the last five minutes.
     id_token: String,
 }
 

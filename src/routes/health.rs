@@ -16,6 +16,32 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+/// The body of `GET /healthz`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Health {
+    /// Always `ok`.
+    status: String,
+}
+
+/// The body of `GET /readyz` (built with `json!` below; this is its shape).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Readiness {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// `ok` or `unreachable`.
+    store: String,
+    /// `ok` or `unreachable`.
+    sessions: String,
+    /// Provider id → `ok` or `unreachable`.
+    providers: std::collections::BTreeMap<String, String>,
+    /// Provider id → what does not stop sign-in.
+    warnings: std::collections::BTreeMap<String, Vec<String>>,
+    /// Development only: provider id → why it is not usable.
+    provider_errors: Option<std::collections::BTreeMap<String, String>>,
+}
+
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }

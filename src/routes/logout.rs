@@ -19,6 +19,14 @@ use crate::client_info::ClientInfo;
 use crate::error::AppResult;
 use crate::session::{self, SessionRecord};
 
+/// The JSON answer of `POST /auth/logout`: where to send the browser next.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct LogoutAnswer {
+    /// The provider's logout URL, or the broker's signed-out page.
+    logout_url: String,
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/logout", get(confirm).post(logout))

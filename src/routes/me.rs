@@ -24,8 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
 }
 
-#[derive(Serialize)]
-struct MeResponse<'a> {
+/// The answer of `GET /auth/me` (and of the Firebase hand-off).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Me)]
+pub(super) struct MeResponse<'a> {
     user: &'a crate::identity::UserView,
     session: session::SessionView<'a>,
 }

@@ -14,6 +14,7 @@ pub mod me;
 pub mod metrics;
 pub mod observe;
 mod op;
+pub mod openapi;
 pub mod proxy;
 mod sessions;
 mod token;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(me::router())
         .merge(logout::router())
         .merge(health::router())
+        .merge(openapi::router())
         .merge(metrics::router(&state))
         .merge(check::router())
         .merge(sessions::router())

@@ -33,6 +33,20 @@ pub fn router() -> Router<AppState> {
         .route("/auth/sessions/{handle}/revoke", post(revoke))
 }
 
+/// The answer of `GET /auth/sessions` (the body is built with `json!`; this is its shape).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct SessionList {
+    sessions: Vec<SessionItem>,
+}
+
+/// The answer of every call that ends sessions, by handle (`/auth/sessions/…`, `/admin/…`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Revoked {
+    revoked: Vec<String>,
+}
+
 async fn list(State(state): State<AppState>, me: Caller) -> AppResult<Response> {
     let items = items_of(&state, &me).await?;
     Ok(Json(json!({ "sessions": items })).into_response())

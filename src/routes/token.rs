@@ -103,6 +103,29 @@ pub async fn access_token_for(
     Ok((token, claims.exp - now))
 }
 
+/// The answer of both token endpoints (RFC 6749 §5.1 shape, plus the user); `token_response`
+/// builds it with `json!`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TokenAnswer {
+    /// A broker access token (RS256 JWT).
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Seconds.
+    expires_in: i64,
+    refresh_token: String,
+    user: crate::identity::UserView,
+}
+
+/// The body of `GET /.well-known/jwks.json` (RFC 7517).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Jwks {
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<serde_json::Value>,
+}
+
 /// The answer of both token endpoints (RFC 6749 §5.1 shape, plus the user), never cached.
 async fn token_response(
     state: &AppState,
@@ -122,8 +145,8 @@ async fn token_response(
     ))
 }
 
-#[derive(Deserialize)]
-struct TokenRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct TokenRequest {
     code: String,
     /// RFC 7636: required when the login was started with a `code_challenge`.
     code_verifier: Option<String>,
@@ -176,8 +199,8 @@ async fn token(
     token_response(&state, &caller, &refresh_token).await
 }
 
-#[derive(Deserialize)]
-struct RefreshRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct RefreshRequest {
     refresh_token: String,
 }
 

@@ -21,7 +21,7 @@ pub struct LiveSession {
 }
 
 /// A session as listed: by public handle, never the cookie value.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionItem {
     pub handle: String,
     pub provider: String,

@@ -78,7 +78,7 @@ impl SessionRecord {
 
 /// The answer of `GET /auth/session`: when the session ends, as times and as seconds from now (a
 /// page counts down from the seconds, so its own clock does not matter).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionStatus {
     /// When the session ends unless it is used before (never after `expires_at`).
     pub idle_expires_at: String,
@@ -93,7 +93,9 @@ pub struct SessionStatus {
     pub idle_timeout: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// The `session` object of `/auth/me`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
 pub struct SessionView<'a> {
     pub handle: &'a str,
     pub provider: &'a str,

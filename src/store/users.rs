@@ -20,7 +20,7 @@ pub struct LinkOutcome {
 }
 
 /// A local user as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     pub id: String,
     pub email: Option<String>,

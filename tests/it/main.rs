@@ -27,6 +27,7 @@ mod logout;
 mod observe;
 mod op;
 mod op_interop;
+mod openapi;
 mod provider_logout;
 mod provider_metadata;
 mod provider_token;

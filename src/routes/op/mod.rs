@@ -6,6 +6,8 @@ mod authorize;
 mod logout;
 mod token;
 
+pub(super) use token::{RevokeForm, TokenForm};
+
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -26,6 +28,25 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(authorize::router())
         .merge(token::router())
         .merge(logout::router())
+}
+
+/// The discovery document (OpenID Connect Discovery 1.0; built in `op::discovery`). Only the
+/// members a client needs first are listed; the rest are as the specification names them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    response_types_supported: Vec<String>,
+}
+
+/// The userinfo answer (`token.rs`): `sub` and the claims the token's scopes allow.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UserInfo {
+    sub: String,
 }
 
 async fn configuration(State(state): State<AppState>) -> Response {

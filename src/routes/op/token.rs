@@ -22,6 +22,43 @@ pub(super) fn router() -> Router<AppState> {
         .route("/oauth2/revoke", post(revoke))
 }
 
+/// The form `POST /oauth2/token` reads (RFC 6749 §4.1.3, §6); a name given twice is refused. A
+/// confidential client authenticates by HTTP Basic or with `client_id` and `client_secret` here.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenForm {
+    grant_type: GrantType,
+    /// `authorization_code`: the code from the redirect.
+    code: Option<String>,
+    /// `authorization_code`: the `redirect_uri` the authorization request named.
+    redirect_uri: Option<String>,
+    /// `authorization_code`: the PKCE verifier (required of public clients).
+    code_verifier: Option<String>,
+    /// `refresh_token`: the refresh token.
+    refresh_token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+}
+
+/// The form `POST /oauth2/revoke` reads (RFC 7009 §2.1), for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct RevokeForm {
+    token: String,
+    /// `access_token` or `refresh_token` (a hint only).
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
 /// The form body: `application/x-www-form-urlencoded` only (RFC 6749 §3.2).
 fn form(headers: &HeaderMap, body: &Bytes) -> AppResult<Vec<(String, String)>> {
     let is_form = headers
