@@ -209,7 +209,9 @@ fn init_tracing(log: &config::LogConfig) {
         .unwrap_or_else(|_| format!("{},sqlx=warn", log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_target(false);
+        .with_target(false)
+        // Colours only for a person at a terminal, not in journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match log.format {
         config::LogFormat::Json => builder.json().flatten_event(true).init(),
         config::LogFormat::Text => builder.init(),

@@ -79,6 +79,7 @@ const SECTIONS: &[&str] = &[
     "server",
     "session",
     "store",
+    "sessions",
     "providers",
     "keys",
     "tokens",
@@ -405,6 +406,29 @@ mod tests {
             vec!["https://app.example.com".to_string()]
         );
         assert_eq!(c.session.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn sessions_in_redis_can_be_set_from_the_environment_alone() {
+        let c = from_toml_str(
+            MINIMAL,
+            env(&[
+                ("BROKER_SESSIONS__URL", "redis://redis.internal:6379/0"),
+                ("BROKER_SESSIONS__PREFIX", "b:"),
+            ]),
+        )
+        .unwrap();
+        let sessions = c.sessions.expect("[sessions] from the environment");
+        assert_eq!(sessions.prefix, "b:");
+        let Err(ConfigError(problems)) =
+            from_toml_str(MINIMAL, env(&[("BROKER_SESSIONS__URL", "bogus://")]))
+        else {
+            panic!("a bad session store URL from the environment was accepted");
+        };
+        assert!(
+            problems.iter().any(|p| p.key.starts_with("sessions")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -432,3 +432,19 @@ async fn redis_records_move_once_when_brokers_start_together() {
     }
     assert_eq!(records, ids.len());
 }
+
+#[tokio::test]
+async fn two_instances_starting_together_on_a_new_store_both_start() {
+    for _ in 0..3 {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let opts = || {
+            let mut o = dev_provider();
+            o.db_dir = Some(dir.clone());
+            o
+        };
+        let (a, b) = tokio::join!(try_spawn(opts()), try_spawn(opts()));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.get("/readyz").await.status(), 200);
+        assert_eq!(b.get("/readyz").await.status(), 200);
+    }
+}

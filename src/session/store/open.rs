@@ -15,7 +15,25 @@ pub struct Backends {
 }
 
 impl Backends {
+    /// Opens both stores and brings their schemas up to date. Instances starting together on a
+    /// new store race to create it (the schema, the migrations table, the session table): the
+    /// loser's step fails on what the winner just made, so a failed migration is tried again,
+    /// and then finds the work done.
     pub async fn open(config: &Config) -> Result<Backends, StoreOpenError> {
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(config).await {
+                Err(StoreOpenError::Migrate(why)) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::info!(attempt, reason = %why, "migrating the store failed; trying again (another instance may be migrating it)");
+                    tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(config: &Config) -> Result<Backends, StoreOpenError> {
         let (store, native) = Store::open(config).await?;
         let (sql_sessions, sqlite) = match native {
             Native::Sqlite(pool, file) => {

@@ -50,8 +50,23 @@ impl PgSessions {
         })
     }
 
+    /// Creates the table if it is missing. Instances starting together on a new schema take turns
+    /// under a Postgres advisory lock: two `CREATE TABLE IF NOT EXISTS` at once can both try to
+    /// create the table's type, and the second then fails.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.table.migrate().await
+        /// "oidc-brk", the lock every broker instance takes for this step.
+        const LOCK: i64 = 0x6f69_6463_2d62_726b;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let result = self.table.migrate().await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK)
+            .execute(&mut *conn)
+            .await;
+        result.and(unlocked.map(|_| ()))
     }
 
     pub(super) async fn insert(
