@@ -4,7 +4,8 @@
 //! status class, a configured provider or client, an event outcome — never a user, session or
 //! address.
 
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,19 +13,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Http {
-    route: String,
-    method: &'static str,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Route {
-    route: String,
-    method: &'static str,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -60,8 +48,6 @@ fn latency() -> Histogram {
 
 struct Metrics {
     registry: Registry,
-    requests: Family<Http, Counter>,
-    request_seconds: Family<Route, Histogram, fn() -> Histogram>,
     /// Lifecycle events by kind: `name` is the provider (or client), `outcome` what happened.
     logins: Family<Outcome, Counter>,
     refreshes: Family<Outcome, Counter>,
@@ -80,8 +66,6 @@ struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("oidc_broker");
     let m = Metrics {
-        requests: Family::default(),
-        request_seconds: Family::new_with_constructor(latency),
         logins: Family::default(),
         refreshes: Family::default(),
         logouts: Family::default(),
@@ -96,16 +80,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         rate_limited: Family::default(),
         registry: Registry::default(),
     };
-    registry.register(
-        "http_requests",
-        "HTTP requests answered, by route pattern, method and status class",
-        m.requests.clone(),
-    );
-    registry.register(
-        "http_request_duration_seconds",
-        "Time to answer an HTTP request, by route pattern and method",
-        m.request_seconds.clone(),
-    );
     let lifecycle = [
         (
             "logins",
@@ -194,24 +168,144 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// Upper bounds of the request-latency buckets, in seconds: 0.5 ms to about 8 s.
+const BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048,
+    4.096, 8.192,
+];
+
+/// Request counts and latencies of one (method, status class) of a route, kept by one thread.
+#[derive(Default)]
+struct Cell {
+    count: u64,
+    sum: f64,
+    /// Not cumulative: `buckets[i]` counts answers in (BUCKETS[i-1], BUCKETS[i]].
+    buckets: [u64; BUCKETS.len()],
+}
+
+type Cells = HashMap<Box<str>, Vec<((&'static str, &'static str), Cell)>>;
+
+/// The request metrics are on the hot path of every request: each thread counts into its own
+/// table (an uncontended lock), and a scrape adds the tables up. A shared histogram would make the
+/// two worker threads take turns on one lock for every request.
+static SHARDS: Mutex<Vec<Arc<Mutex<Cells>>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static SHARD: Arc<Mutex<Cells>> = {
+        let shard = Arc::new(Mutex::new(Cells::new()));
+        if let Ok(mut all) = SHARDS.lock() {
+            all.push(shard.clone());
+        }
+        shard
+    };
+}
+
 /// One answered request; `route` is the matched pattern (`/auth/callback/{provider}`), or
 /// `unmatched`.
 pub fn request(route: &str, method: &str, status: u16, took: Duration) {
-    let m = &*METRICS;
-    let method = method_label(method);
-    m.requests
-        .get_or_create(&Http {
-            route: route.to_string(),
-            method,
-            status: status_class(status),
-        })
-        .inc();
-    m.request_seconds
-        .get_or_create(&Route {
-            route: route.to_string(),
-            method,
-        })
-        .observe(took.as_secs_f64());
+    let key = (method_label(method), status_class(status));
+    let secs = took.as_secs_f64();
+    SHARD.with(|shard| {
+        let Ok(mut cells) = shard.lock() else { return };
+        let cells = match cells.get_mut(route) {
+            Some(c) => c,
+            None => cells.entry(route.into()).or_default(),
+        };
+        let cell = match cells.iter().position(|(k, _)| *k == key) {
+            Some(i) => &mut cells[i].1,
+            None => {
+                cells.push((key, Cell::default()));
+                let last = cells.len() - 1;
+                &mut cells[last].1
+            }
+        };
+        cell.count += 1;
+        cell.sum += secs;
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            cell.buckets[i] += 1;
+        }
+    });
+}
+
+/// Every thread's request counts, added up: (route, method, status) → cell.
+fn requests_total() -> BTreeMap<(String, &'static str, &'static str), Cell> {
+    let mut out: BTreeMap<(String, &'static str, &'static str), Cell> = BTreeMap::new();
+    let shards: Vec<_> = SHARDS.lock().map(|s| s.clone()).unwrap_or_default();
+    for shard in shards {
+        let Ok(cells) = shard.lock() else { continue };
+        for (route, list) in cells.iter() {
+            for ((method, status), c) in list {
+                let t = out.entry((route.to_string(), method, status)).or_default();
+                t.count += c.count;
+                t.sum += c.sum;
+                for (a, b) in t.buckets.iter_mut().zip(c.buckets.iter()) {
+                    *a += b;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A label value escaped for the text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The request families in the Prometheus text format.
+fn encode_requests(out: &mut String) {
+    use std::fmt::Write;
+    let totals = requests_total();
+    out.push_str("# HELP oidc_broker_http_requests_total HTTP requests answered, by route pattern, method and status class.\n");
+    out.push_str("# TYPE oidc_broker_http_requests_total counter\n");
+    for ((route, method, status), c) in &totals {
+        let _ = writeln!(
+            out,
+            "oidc_broker_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
+            label(route),
+            c.count
+        );
+    }
+    // The latency histogram is by route and method: the status classes are added together.
+    let mut by_route: BTreeMap<(&str, &str), Cell> = BTreeMap::new();
+    for ((route, method, _), c) in &totals {
+        let t = by_route.entry((route.as_str(), method)).or_default();
+        t.count += c.count;
+        t.sum += c.sum;
+        for (a, b) in t.buckets.iter_mut().zip(c.buckets.iter()) {
+            *a += b;
+        }
+    }
+    out.push_str("# HELP oidc_broker_http_request_duration_seconds Time to answer an HTTP request, by route pattern and method.\n");
+    out.push_str("# TYPE oidc_broker_http_request_duration_seconds histogram\n");
+    for ((route, method), c) in &by_route {
+        let labels = format!("route=\"{}\",method=\"{method}\"", label(route));
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(c.buckets.iter()) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "oidc_broker_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "oidc_broker_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            c.count
+        );
+        let _ = writeln!(
+            out,
+            "oidc_broker_http_request_duration_seconds_sum{{{labels}}} {}",
+            c.sum
+        );
+        let _ = writeln!(
+            out,
+            "oidc_broker_http_request_duration_seconds_count{{{labels}}} {}",
+            c.count
+        );
+    }
 }
 
 /// A lifecycle event, as the audit trail names it (`login.succeeded`, `session.revoked`, …), with
@@ -299,7 +393,9 @@ pub fn encode() -> String {
     if prometheus_client::encoding::text::encode(&mut open_metrics, &METRICS.registry).is_err() {
         return String::new();
     }
-    to_text_format(&open_metrics)
+    let mut out = to_text_format(&open_metrics);
+    encode_requests(&mut out);
+    out
 }
 
 /// OpenMetrics text → Prometheus text: a counter family is named with its `_total` in `HELP` and
