@@ -154,42 +154,13 @@ fn every_example_provider_config_is_valid() {
 #[tokio::test]
 async fn a_login_leaves_no_secret_in_the_logs() {
     use crate::helpers::*;
-    let dir = tempfile::tempdir().unwrap();
-    let port = crate::peers::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nenvironment = \"development\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n[clients.app]\nredirect_uris = [\"http://app.test/cb\"]\nclient_secret = \"app-secret-must-not-leak\"\n",
-            dir.path().display()
-        ),
+    let served = serve_binary(
+        "[providers.dev]\nkind = \"dev\"\nclient_secret = \"dev-secret-must-not-leak\"\n[clients.app]\nredirect_uris = [\"http://app.test/cb\"]\nclient_secret = \"app-secret-must-not-leak\"\n",
+        &[("BROKER_LOG", "debug")],
     )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oidc-broker"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("BROKER_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    .await;
+    let base = served.base.clone();
     let client = browser();
-    let mut ready = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the broker did not become ready");
 
     // The same steps as TestApp::dev_login, collecting every secret value on the way.
     let res = client
@@ -281,13 +252,7 @@ async fn a_login_leaves_no_secret_in_the_logs() {
         .unwrap();
     assert_eq!(info.status(), 401, "the replay revoked the grant");
 
-    child.start_kill().unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let logs = served.logs().await;
     assert!(logs.contains("login succeeded"), "{logs}");
     let secrets = [
         (

@@ -511,3 +511,65 @@ pub async fn json(res: reqwest::Response) -> serde_json::Value {
     let text = res.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
 }
+
+/// The `oidc-broker` binary serving a development config on a free loopback port, with the dev
+/// provider, a SQLite store and `extra` TOML appended; stdout and stderr captured. Returns once
+/// `/readyz` answers 200.
+pub struct ServedBinary {
+    pub child: tokio::process::Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn serve_binary(extra: &str, env: &[(&str, &str)]) -> ServedBinary {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::peers::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nenvironment = \"development\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n{extra}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oidc-broker"));
+    cmd.args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("BROKER_LOG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let client = browser();
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return ServedBinary {
+                child,
+                base,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the broker binary did not become ready at {base}");
+}
+
+impl ServedBinary {
+    /// Stops it and returns everything it wrote.
+    pub async fn logs(mut self) -> String {
+        self.child.start_kill().unwrap();
+        let out = self.child.wait_with_output().await.unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    }
+}

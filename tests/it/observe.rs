@@ -140,43 +140,13 @@ async fn the_request_id_is_taken_returned_and_names_the_error() {
 
 #[tokio::test]
 async fn the_json_access_log_has_one_line_per_request_and_no_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = crate::peers::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nenvironment = \"development\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[store]\nurl = \"sqlite://{}/b.db\"\n[providers.dev]\nkind = \"dev\"\n[log]\nformat = \"json\"\n",
-            dir.path().display()
-        ),
+    let served = serve_binary(
+        "[providers.dev]\nkind = \"dev\"\n[log]\nformat = \"json\"\n",
+        &[],
     )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oidc-broker"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env_remove("BROKER_LOG")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    .await;
+    let base = served.base.clone();
     let client = browser();
-    let mut ready = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the broker did not become ready");
     let res = client
         .get(format!("{base}/auth/login?provider=dev"))
         .send()
@@ -192,10 +162,7 @@ async fn the_json_access_log_has_one_line_per_request_and_no_secret() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    child.start_kill().unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let logs =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let logs = served.logs().await;
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
