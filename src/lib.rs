@@ -167,7 +167,7 @@ impl App {
         }));
         let router = routes::router(state.clone())
             .merge(providers::dev::router(dev))
-            .layer(axum::middleware::from_fn(routes::observe::keep_route))
+            .layer(routes::observe::KeepRouteLayer)
             .layer(session_layer)
             .layer(cors)
             .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -182,7 +182,7 @@ impl App {
                     HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'")
                 })
             }))
-            .layer(axum::middleware::from_fn_with_state(state.clone(), routes::observe::observe));
+            .layer(routes::observe::ObserveLayer::new(state.clone()));
         Ok(App {
             router,
             state,

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use tokio::task::futures::TaskLocalFuture;
+
 tokio::task_local! {
     static REQUEST_ID: String;
 }
@@ -25,9 +27,9 @@ pub fn from_header(value: Option<&str>) -> String {
         .unwrap_or_else(|| crate::crypto::random_hex(8))
 }
 
-/// Runs `fut` as the request `id`.
-pub async fn scope<F: Future>(id: String, fut: F) -> F::Output {
-    REQUEST_ID.scope(id, fut).await
+/// `fut`, run as the request `id`.
+pub fn scope<F: Future>(id: String, fut: F) -> TaskLocalFuture<String, F> {
+    REQUEST_ID.scope(id, fut)
 }
 
 /// The id of the request this task serves, if it serves one.
