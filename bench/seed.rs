@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use oidc_broker::session::SessionRecord;
 use oidc_broker::store::session_key::{self, SessionKey};
 use rusqlite::types::Value;
 use tower_sessions::session::{Id, Record};
@@ -56,8 +57,10 @@ pub fn sample(n: u64, of: u64) -> Vec<u64> {
 /// The session a cookie names, as a template: its stored record, decoded.
 pub struct Template {
     record: Record,
-    /// The broker's own record (a JSON string in the tower-sessions data), parsed.
-    inner: serde_json::Value,
+    /// The broker's own record (a JSON string in the tower-sessions data), parsed with the broker's
+    /// type, so that each copy is serialised exactly as the broker writes it (its render cache is
+    /// keyed by those bytes).
+    inner: SessionRecord,
     handle_len: usize,
     key: SessionKey,
 }
@@ -69,8 +72,13 @@ impl Template {
         let raw = record.data[oidc_broker::session::RECORD_KEY]
             .as_str()
             .expect("the broker's record is a JSON string in the session data");
-        let inner: serde_json::Value = serde_json::from_str(raw).unwrap();
-        let handle_len = inner["handle"].as_str().unwrap().len();
+        let inner: SessionRecord = serde_json::from_str(raw).unwrap();
+        assert_eq!(
+            serde_json::to_string(&inner).unwrap(),
+            raw,
+            "the record does not serialise back to the stored bytes"
+        );
+        let handle_len = inner.handle.len();
         Template {
             record,
             inner,
@@ -111,13 +119,13 @@ impl Template {
     /// Seeded session `i`'s stored bytes: the template's record with its own handle and times.
     fn record_bytes(&self, i: u64, now: i64) -> Vec<u8> {
         let mut inner = self.inner.clone();
-        inner["handle"] = self.handle(i).into();
-        inner["created_at"] = now.into();
-        inner["last_seen_at"] = now.into();
+        inner.handle = self.handle(i);
+        inner.created_at = now;
+        inner.last_seen_at = now;
         let mut record = self.record.clone();
         record.data.insert(
             oidc_broker::session::RECORD_KEY.into(),
-            inner.to_string().into(),
+            serde_json::to_string(&inner).unwrap().into(),
         );
         session_key::encode(&record).unwrap()
     }
