@@ -226,8 +226,8 @@ pub async fn dev_login(base: &str) -> String {
 /// answer's JSON (`access_token`, `refresh_token`, …).
 pub async fn token_login(base: &str) -> serde_json::Value {
     let mut browser = Browser::new();
-    let return_to: String = url::form_urlencoded::byte_serialize(format!("{base}/").as_bytes())
-        .collect();
+    let return_to: String =
+        url::form_urlencoded::byte_serialize(format!("{base}/").as_bytes()).collect();
     let (_, res) = browser
         .navigate(
             &format!("{base}/auth/login?provider=dev&mode=token&return_to={return_to}"),
