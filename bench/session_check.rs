@@ -623,6 +623,14 @@ fn tail(
 fn cpu(s: &Settings, env: &Setup, rt: &tokio::runtime::Runtime, summary: &mut Summary) {
     let broker = &env.sqlite;
     let n = s.logins;
+    println!(
+        "cpu: utime + stime of the SQLite broker (/proc/{}/stat) before and after {n} logins, each a new browser \
+         at the broker: through `up`, a generic OpenID Connect provider served by another broker process \
+         (its authorize, token and key endpoints run there, so the provider's time is excluded), and \
+         through the broker's own dev provider (in the same process: included); then wrk on \
+         POST /auth/token/refresh",
+        broker.pid()
+    );
     // Through `provider`: its pages, codes and tokens are another process's CPU.
     let per_login = rt.block_on(async {
         let mut browser = Browser::new();
