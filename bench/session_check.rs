@@ -386,13 +386,23 @@ impl Summary {
     }
 }
 
-/// Rates of named runs over rounds.
+/// Rates of named runs over rounds, and the server's CPU seconds per request in each.
 #[derive(Default)]
-struct Rates(BTreeMap<String, Vec<f64>>);
+struct Rates(BTreeMap<String, Vec<f64>>, BTreeMap<String, Vec<f64>>);
 
 impl Rates {
     fn add(&mut self, name: &str, run: &WrkRun) {
         self.0.entry(name.into()).or_default().push(run.rate);
+    }
+    fn add_cpu(&mut self, name: &str, seconds_per_request: f64) {
+        self.1
+            .entry(name.into())
+            .or_default()
+            .push(seconds_per_request);
+    }
+    /// The server's median CPU time per request, in µs.
+    fn cpu_us(&self, name: &str) -> f64 {
+        median(&self.1[name]) * 1e6
     }
     fn median(&self, name: &str) -> f64 {
         median(&self.0[name])
@@ -445,65 +455,81 @@ fn main_rounds(
         // A fresh access token each round (they live 5 minutes).
         let access = rt.block_on(common::refresh_access_token(sq, &env.refresh_token));
         let bearer = format!("Authorization: Bearer {access}");
-        let runs: [(&str, &str, String, &String); 9] = [
+        let (bp, sp, rp) = (env.baseline.pid(), env.sqlite.pid(), env.redis.pid());
+        // (name, what, URL, header, the server process whose CPU time is counted)
+        let runs: [(&str, &str, String, &String, u32); 9] = [
             (
                 "lookup",
                 "baseline: in-memory session lookup",
                 format!("{b}/me"),
                 &sc,
+                bp,
             ),
             (
                 "sqlite",
                 "broker, SQLite: /auth/me by cookie",
                 format!("{sq}/auth/me"),
                 &sc,
+                sp,
             ),
             (
                 "bare",
                 "baseline: bare 2-byte handler",
                 format!("{b}/bare"),
                 &sc,
+                bp,
             ),
             (
                 "redis",
                 "broker, Redis: /auth/me by cookie",
                 format!("{rd}/auth/me"),
                 &rc,
+                rp,
             ),
             (
                 "me_bearer",
                 "broker, SQLite: /auth/me by bearer",
                 format!("{sq}/auth/me"),
                 &bearer,
+                sp,
             ),
             (
                 "check",
                 "broker, SQLite: /auth/check by cookie",
                 format!("{sq}/auth/check"),
                 &sc,
+                sp,
             ),
             (
                 "check_bearer",
                 "broker, SQLite: /auth/check by bearer",
                 format!("{sq}/auth/check"),
                 &bearer,
+                sp,
             ),
             (
                 "proxy",
                 "broker, SQLite: proxy by cookie",
                 format!("{sq}/x/ping"),
                 &sc,
+                sp,
             ),
             (
                 "proxy_bearer",
                 "broker, SQLite: proxy by bearer",
                 format!("{sq}/x/ping"),
                 &bearer,
+                sp,
             ),
         ];
-        for (name, what, url, header) in &runs {
+        for (name, what, url, header, pid) in &runs {
+            let cpu = common::cpu_seconds(*pid);
             let run = measure(what, s.seconds, &["-H", header, url]);
             rates.add(name, &run);
+            rates.add_cpu(
+                name,
+                (common::cpu_seconds(*pid) - cpu) / run.requests as f64,
+            );
         }
     }
     println!();
@@ -515,16 +541,28 @@ fn main_rounds(
         ("me_bearer", "SQLite /auth/me by bearer"),
         ("check", "SQLite /auth/check by cookie"),
         ("check_bearer", "SQLite /auth/check by bearer"),
-        ("proxy", "SQLite proxy by cookie"),
+        (
+            "proxy",
+            "SQLite proxy by cookie (upstream: the baseline process)",
+        ),
         ("proxy_bearer", "SQLite proxy by bearer"),
     ] {
         summary.report(
-            &format!("max rate, {what} (median req/s)"),
-            format!("{:.0}", rates.median(name)),
+            &format!("max rate, {what}: median req/s · server CPU per request"),
+            format!("{:.0} · {:.1} µs", rates.median(name), rates.cpu_us(name)),
         );
     }
     let (_, text) = rates.ratio("lookup", "bare");
     summary.report("in-memory lookup : bare handler", text);
+    // CPU time per request is less at the mercy of wrk sharing the cores than the rate is.
+    summary.report(
+        "server CPU per request, SQLite /auth/me by cookie : lookup",
+        format!("{:.2}", rates.cpu_us("sqlite") / rates.cpu_us("lookup")),
+    );
+    summary.report(
+        "server CPU per request, Redis /auth/me by cookie : lookup (the broker's, not Redis's)",
+        format!("{:.2}", rates.cpu_us("redis") / rates.cpu_us("lookup")),
+    );
     let (r, text) = rates.ratio("sqlite", "lookup");
     summary.target(
         "cookie session check, SQLite : lookup",
