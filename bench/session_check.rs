@@ -774,7 +774,8 @@ fn scale(s: &Settings, env: &Setup, rt: &tokio::runtime::Runtime, summary: &mut 
                 took(t)
             });
             seed::redis(redis, &env.prefix, &redis_template, from, to);
-            (a.join().unwrap(), b.join().unwrap(), took(t))
+            let c = took(t);
+            (a.join().unwrap(), b.join().unwrap(), c)
         });
         println!(
             "  seeded sessions {from}..{to} in {:.1} s: SQLite {a:.1} s, the Redis broker's index rows {b:.1} s, Redis {c:.1} s",
