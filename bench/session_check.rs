@@ -112,7 +112,7 @@ fn main() {
     if left > 0 {
         println!("removed {left} Redis keys left by an earlier run");
     }
-    let env = rt.block_on(Setup::start(dir.path(), &prefix));
+    let env = rt.block_on(Setup::start(&settings, dir.path(), &prefix));
     println!(
         "broker {} (release), baseline pid {}, brokers: sqlite pid {}, redis pid {}, provider pid {}",
         common::broker_bin(),
@@ -132,7 +132,7 @@ fn main() {
         main = Some(main_rounds(&settings, &env, &rt, &mut summary));
     }
     if settings.runs("tail") {
-        tail(&settings, &env, &rt, main.as_ref(), &mut summary);
+        tail(&settings, &env, main.as_ref(), &mut summary);
     }
     if settings.runs("cpu") {
         cpu(&settings, &env, &rt, &mut summary);
@@ -223,7 +223,8 @@ fn broker_config(
     name: &str,
     baseline_port: u16,
     provider_port: u16,
-    sessions: Option<&str>,
+    // Sessions in Redis: its `host:port` and the key prefix.
+    redis: Option<(&str, &str)>,
 ) -> String {
     let mut c = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\nenvironment = \"development\"\n\
@@ -236,10 +237,9 @@ fn broker_config(
          [providers.up]\nkind = \"oidc\"\nissuer = \"http://127.0.0.1:{provider_port}\"\nclient_id = \"bench\"\nclient_secret = \"{CLIENT_SECRET}\"\n",
         db = dir.join(format!("{name}.db")).display()
     );
-    if let Some(prefix) = sessions {
+    if let Some((addr, prefix)) = redis {
         c.push_str(&format!(
-            "[sessions]\nurl = \"redis://{}/0\"\nprefix = \"{prefix}\"\n",
-            std::env::var("BROKER_BENCH_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+            "[sessions]\nurl = \"redis://{addr}/0\"\nprefix = \"{prefix}\"\n"
         ));
     }
     c
@@ -265,7 +265,7 @@ fn provider_config(port: u16, dir: &Path, callbacks: &[u16]) -> String {
 }
 
 impl Setup {
-    async fn start(dir: &Path, prefix: &str) -> Setup {
+    async fn start(settings: &Settings, dir: &Path, prefix: &str) -> Setup {
         let (b, s, r, p) = (
             common::free_port(),
             common::free_port(),
@@ -284,7 +284,7 @@ impl Setup {
             "redis",
             dir,
             r,
-            &broker_config(r, dir, "redis", b, p, Some(prefix)),
+            &broker_config(r, dir, "redis", b, p, Some((&settings.redis, prefix))),
         )
         .await;
         let sqlite_cookie = common::dev_login(&sqlite.base).await;
@@ -303,7 +303,7 @@ impl Setup {
         let mut cookies = vec![sqlite_cookie.clone(), redis_cookie.clone()];
         cookies.extend(scale_sample(SMALL).into_iter().map(seed::cookie));
         cookies.extend(
-            scale_sample(common::env_or("BROKER_BENCH_SESSIONS", 1_000_000))
+            scale_sample(settings.sessions)
                 .into_iter()
                 .map(seed::cookie),
         );
@@ -596,17 +596,10 @@ fn main_rounds(
 // ---------------------------------------------------------------------------------------------
 // Phase 2: the tail at half the broker's maximum rate.
 
-fn tail(
-    s: &Settings,
-    env: &Setup,
-    rt: &tokio::runtime::Runtime,
-    main: Option<&Rates>,
-    summary: &mut Summary,
-) {
+fn tail(s: &Settings, env: &Setup, main: Option<&Rates>, summary: &mut Summary) {
     let max = match main {
         Some(r) => r.median("sqlite"),
         None => {
-            let _ = rt;
             let sc = format!("Cookie: {}", env.sqlite_cookie);
             measure(
                 "broker, SQLite: /auth/me by cookie",
