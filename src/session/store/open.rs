@@ -28,6 +28,12 @@ impl Backends {
                     tracing::info!(attempt, reason = %why, "migrating the store failed; trying again (another instance may be migrating it)");
                     tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
                 }
+                // Turning a new SQLite file to WAL takes a lock that SQLite does not wait for.
+                Err(StoreOpenError::Open(e)) if attempt < 3 && is_busy(&e) => {
+                    attempt += 1;
+                    tracing::info!(attempt, reason = %e, "the database is locked; trying again (another instance may be creating it)");
+                    tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
+                }
                 other => return other,
             }
         }
@@ -72,4 +78,9 @@ impl Backends {
         };
         Ok(Backends { store, sessions })
     }
+}
+
+/// SQLite's "database is locked" (`SQLITE_BUSY`): another process holds the file for a moment.
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("5"))
 }
