@@ -14,8 +14,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common.rs"]
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -46,38 +48,16 @@ struct Tally {
 }
 
 fn main() {
-    let bin = std::env::var("BROKER_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_oidc-broker").to_string());
+    let bin = common::broker_bin();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let db = dir.path().join("broker.db");
-    let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\nenvironment = \"development\"\n\
-             [store]\nurl = \"sqlite://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[providers.dev]\nkind = \"dev\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
-    let log_path = dir.path().join("broker.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut broker = Command::new(&bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("BROKER_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\nenvironment = \"development\"\n\
+         [store]\nurl = \"sqlite://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[providers.dev]\nkind = \"dev\"\n",
+        db.display()
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,7 +68,8 @@ fn main() {
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
         .unwrap();
-    rt.block_on(wait_ready(&client, &base));
+    let broker = rt.block_on(common::Broker::start("broker", dir.path(), port, &config));
+    let log_path = broker.log.clone();
     // What a quiet start leaves, so that only the traffic's share is counted.
     std::thread::sleep(Duration::from_secs(1));
     let before = Sizes::of(&db, &log_path);
@@ -105,8 +86,7 @@ fn main() {
     // Let the last writes land.
     std::thread::sleep(Duration::from_millis(1500));
     let wal_high_water = wal_size(&db);
-    let _ = broker.kill();
-    let _ = broker.wait();
+    drop(broker);
     let after = Sizes::of(&db, &log_path);
 
     println!("hostile traffic from one client for {elapsed:.1} s against {bin}:");
@@ -139,23 +119,6 @@ fn main() {
         "  log: +{log_grew} bytes ({:.0} B/s)",
         log_grew as f64 / elapsed
     );
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // The dev provider is discovered once the listener accepts; a login start needs it.
-        let ready = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the broker did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn hostile(client: &reqwest::Client, base: &str, seconds: u64, tallies: Arc<[Tally; 4]>) {

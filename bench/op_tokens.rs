@@ -10,9 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
 
 use oidc_broker::App;
 use oidc_broker::clock::SystemClock;
@@ -199,48 +197,23 @@ fn report(what: &str, r: &Run) {
     );
 }
 
-/// This process's CPU time (user + system), in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
-/// wrk with `args`, a Lua script if any; the answers that succeeded and the broker's CPU time.
+/// wrk with `args`, a Lua script if any; the answers that succeeded and the broker's CPU time (the
+/// broker runs in this process).
 fn run_wrk(args: &[&str], script: Option<&std::path::Path>, seconds: u64) -> Run {
-    let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s")]);
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
+    let script = script.map(|s| s.display().to_string());
+    let mut all: Vec<&str> = Vec::new();
+    if let Some(s) = &script {
+        all.extend(["-s", s]);
     }
-    cmd.args(args);
-    let cpu_before = cpu_seconds();
-    let started = Instant::now();
-    let out = cmd
-        .output()
-        .expect("wrk is not installed: apt-get install wrk (bench/run.sh does it)");
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let total: f64 = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in "))
-        .map(|(n, _)| n.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("no request count in wrk output:\n{text}"));
-    let errors: u64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
-        .map(|n| n.trim().parse().unwrap())
-        .unwrap_or(0);
+    all.extend(args);
+    let me = std::process::id();
+    let cpu_before = common::cpu_seconds(me);
+    let run = common::wrk(CONNECTIONS as u32, seconds as f64, &all);
     Run {
-        ok: total - errors as f64,
-        seconds: elapsed.min(seconds as f64 + 0.5),
-        cpu_seconds: cpu,
-        errors,
+        ok: (run.requests - run.errors) as f64,
+        seconds: run.seconds.min(seconds as f64 + 0.5),
+        cpu_seconds: common::cpu_seconds(me) - cpu_before,
+        errors: run.errors,
     }
 }
 

@@ -16,22 +16,16 @@ pub struct Backends {
 
 impl Backends {
     /// Opens both stores and brings their schemas up to date. Instances starting together on a
-    /// new store race to create it (the schema, the migrations table, the session table): the
-    /// loser's step fails on what the winner just made, so a failed migration is tried again,
-    /// and then finds the work done.
+    /// new store race to create it (the file, the schema, the migrations table, the session
+    /// table): the loser's step fails on what the winner is making or just made, so that step is
+    /// tried again, and then finds the work done.
     pub async fn open(config: &Config) -> Result<Backends, StoreOpenError> {
         let mut attempt = 0;
         loop {
             match Self::open_once(config).await {
-                Err(StoreOpenError::Migrate(why)) if attempt < 3 => {
+                Err(e) if attempt < 3 && lost_a_race(&e) => {
                     attempt += 1;
-                    tracing::info!(attempt, reason = %why, "migrating the store failed; trying again (another instance may be migrating it)");
-                    tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
-                }
-                // Turning a new SQLite file to WAL takes a lock that SQLite does not wait for.
-                Err(StoreOpenError::Open(e)) if attempt < 3 && is_busy(&e) => {
-                    attempt += 1;
-                    tracing::info!(attempt, reason = %e, "the database is locked; trying again (another instance may be creating it)");
+                    tracing::info!(attempt, reason = %e, "opening the store failed; trying again (another instance may be creating it)");
                     tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
                 }
                 other => return other,
@@ -80,7 +74,13 @@ impl Backends {
     }
 }
 
-/// SQLite's "database is locked" (`SQLITE_BUSY`): another process holds the file for a moment.
-fn is_busy(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("5"))
+/// What another instance creating the same store at the same moment makes fail: a migration step,
+/// or SQLite's "database is locked" (`SQLITE_BUSY`) while it turns a new file to WAL, a lock
+/// SQLite does not wait for.
+fn lost_a_race(e: &StoreOpenError) -> bool {
+    match e {
+        StoreOpenError::Migrate(_) => true,
+        StoreOpenError::Open(sqlx::Error::Database(d)) => d.code().as_deref() == Some("5"),
+        _ => false,
+    }
 }
