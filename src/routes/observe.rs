@@ -145,7 +145,8 @@ where
                 method = %seen.method,
                 route,
                 status,
-                duration_ms = took.as_secs_f64() * 1000.0,
+                // Whole microseconds: `14.946`, not `14.946050000000001`.
+                duration_ms = took.as_micros() as f64 / 1000.0,
                 client = %client,
                 request_id = %id,
                 "request"
