@@ -160,6 +160,7 @@ impl App {
             cookies,
             vault,
             me_cache: Default::default(),
+            handles: Default::default(),
             sessions: sessions.clone(),
             keys: Default::default(),
             upstream,

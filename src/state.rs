@@ -25,6 +25,8 @@ pub struct Inner {
     pub cookies: CookiePolicy,
     pub vault: crate::tokens::TokenVault,
     pub me_cache: crate::session::me_cache::MeCache,
+    /// Which session key each public handle names (bearer tokens' sessions).
+    pub handles: crate::session::handles::HandleKeys,
     /// The session store, for sessions opened by handle (bearer tokens, refresh tokens).
     pub sessions: crate::session::store::SessionBackend,
     /// The keys that sign broker access tokens.
@@ -65,6 +67,7 @@ impl AppState {
             providers: &self.providers,
             policy: &self.config.session,
             clock: &self.clock,
+            handles: &self.handles,
         }
     }
 

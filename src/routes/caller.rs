@@ -131,11 +131,9 @@ pub async fn authenticate(
 ) -> AppResult<Option<Caller>> {
     if let Some(token) = bearer_token(headers) {
         let claims = verify_access_token(state, token).await?;
-        let parts = state.session_parts();
-        let Some(session) = session::open_by_handle(parts, &claims.sid).await? else {
-            return Ok(None);
-        };
-        let Some(record) = session::live(parts, &session).await? else {
+        let Some((session, record)) =
+            session::open_live_by_handle(state.session_parts(), &claims.sid).await?
+        else {
             return Ok(None);
         };
         if record.user.id != claims.sub {
@@ -186,7 +184,10 @@ pub async fn require(
         .ok_or_else(|| AppError::unauthorized(state.login_url()))
 }
 
-pub async fn verify_access_token(state: &AppState, token: &str) -> AppResult<AccessClaims> {
+pub async fn verify_access_token(
+    state: &AppState,
+    token: &str,
+) -> AppResult<std::sync::Arc<AccessClaims>> {
     state
         .keys
         .verify(

@@ -60,12 +60,40 @@ async fn me(
     headers: HeaderMap,
     web_session: Session,
 ) -> AppResult<Response> {
+    let refused = || AppError::unauthorized(state.login_url());
+    let Some(token) = caller::bearer_token(&headers) else {
+        let body = answer(&state, &web_session, None)
+            .await?
+            .ok_or_else(refused)?;
+        return Ok(me_response(body));
+    };
+    // By bearer token: the token's session, checked as the cookie's is (the record is read on every
+    // request, so an ended session is refused at once), and saved here when it was touched.
+    let claims = caller::verify_access_token(&state, token).await?;
+    let parts = state.session_parts();
+    let session = session::open_by_handle(parts, &claims.sid)
+        .await?
+        .ok_or_else(refused)?;
+    let Some(body) = answer(&state, &session, Some((&claims.sid, &claims.sub))).await? else {
+        session::forget(parts, &claims.sid);
+        return Err(refused());
+    };
+    session::persist(&session).await?;
+    Ok(me_response(body))
+}
+
+/// The `/auth/me` body of `web_session`, if it is live (and, for a bearer token, the session of
+/// its handle and subject); touched and with provider tokens refreshed when due.
+async fn answer(
+    state: &AppState,
+    web_session: &Session,
+    token: Option<(&str, &str)>,
+) -> AppResult<Option<Bytes>> {
     let policy = &state.config.session;
-    if caller::bearer_token(&headers).is_some() {
-        let caller = caller::require(&state, &headers, &web_session).await?;
-        return Ok(me_response(render_me(&caller.record, policy)?));
-    }
     let now = state.clock.now();
+    let names = |record: &SessionRecord| {
+        token.is_none_or(|(handle, sub)| record.handle == handle && record.user.id == sub)
+    };
     // The one store read: the record as stored.
     let raw = match web_session.get_value(session::RECORD_KEY).await? {
         Some(serde_json::Value::String(s)) => Some(s),
@@ -77,15 +105,20 @@ async fn me(
         && !session::needs_touch(&cached, policy, now)
         && cached.refresh_at.is_none_or(|t| now.unix_timestamp() < t)
     {
-        return Ok(me_response(body));
+        return Ok(names(&cached).then_some(body));
     }
-    let record = session::current(&web_session, policy, now)
-        .await?
-        .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
+    let Some(record) = session::current(web_session, policy, now).await? else {
+        return Ok(None);
+    };
+    if !names(&record) {
+        return Ok(None);
+    }
     // Only a session whose provider token is due goes further than the read.
-    let record = crate::session::refresh::ensure_fresh(state.session_parts(), &web_session, record)
-        .await?
-        .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
+    let Some(record) =
+        crate::session::refresh::ensure_fresh(state.session_parts(), web_session, record).await?
+    else {
+        return Ok(None);
+    };
     let body = render_me(&record, policy)?;
     // Keyed by the record as it is now stored (rewritten if it was touched or refreshed).
     if let Ok(stored) = serde_json::to_string(&record) {
@@ -93,7 +126,7 @@ async fn me(
             .me_cache
             .put(Arc::from(stored), Arc::new(record), body.clone());
     }
-    Ok(me_response(body))
+    Ok(Some(body))
 }
 
 /// `GET /auth/session`: when the caller's session ends. Unlike every other authenticated call it is

@@ -18,15 +18,44 @@ pub async fn live(
     refresh::ensure_fresh(parts, session, record).await
 }
 
-/// Opens the session with this public handle (for bearer tokens and broker refresh tokens).
+/// Opens the session with this public handle (for bearer tokens and broker refresh tokens). The
+/// key a handle names is remembered ([`super::handles`]); a caller that then finds no live record
+/// calls [`forget`].
 pub async fn open_by_handle(
     parts: Parts<'_>,
     handle: &str,
 ) -> Result<Option<Session>, SessionError> {
+    if let Some(key) = parts.handles.get(handle) {
+        return Ok(Some(parts.sessions.open_by_key(key)));
+    }
     let Some(row) = parts.store.indexed_session(handle).await? else {
         return Ok(None);
     };
+    parts.handles.put(handle, row.session_key.clone());
     Ok(Some(parts.sessions.open_by_key(row.session_key)))
+}
+
+/// The session with this handle is gone or no longer live: its key need not be remembered.
+pub fn forget(parts: Parts<'_>, handle: &str) {
+    parts.handles.forget(handle);
+}
+
+/// [`live`] for the session with this handle, not saved yet (see [`persist`]). A record that does
+/// not carry the handle is no session of the handle's.
+pub async fn open_live_by_handle(
+    parts: Parts<'_>,
+    handle: &str,
+) -> Result<Option<(Session, SessionRecord)>, SessionError> {
+    let Some(session) = open_by_handle(parts, handle).await? else {
+        return Ok(None);
+    };
+    match live(parts, &session).await? {
+        Some(record) if record.handle == handle => Ok(Some((session, record))),
+        _ => {
+            forget(parts, handle);
+            Ok(None)
+        }
+    }
 }
 
 /// Saves a session opened by [`open_by_handle`] if this request changed it and it still exists
@@ -43,10 +72,7 @@ pub async fn live_by_handle(
     parts: Parts<'_>,
     handle: &str,
 ) -> Result<Option<(Session, SessionRecord)>, SessionError> {
-    let Some(session) = open_by_handle(parts, handle).await? else {
-        return Ok(None);
-    };
-    let Some(record) = live(parts, &session).await? else {
+    let Some((session, record)) = open_live_by_handle(parts, handle).await? else {
         return Ok(None);
     };
     persist(&session).await?;
@@ -63,7 +89,13 @@ pub async fn peek_by_handle(
     let Some(session) = open_by_handle(parts, handle).await? else {
         return Ok(None);
     };
-    record::peek(&session, parts.policy, parts.clock.now()).await
+    let record = record::peek(&session, parts.policy, parts.clock.now())
+        .await?
+        .filter(|r| r.handle == handle);
+    if record.is_none() {
+        forget(parts, handle);
+    }
+    Ok(record)
 }
 
 /// Whether the session with this handle is still live, read without counting as activity.

@@ -8,11 +8,12 @@
 //! - [`start`]: a new session after a login; [`end`]: ending a session everywhere;
 //!   [`revocation`]: revoking provider tokens, retried until the provider answers;
 //!   [`list`]: a user's live sessions;
-//! - [`me_cache`]: the rendered `/auth/me` bodies;
+//! - [`me_cache`]: the rendered `/auth/me` bodies; [`handles`]: which session a handle names;
 //! - [`store`]: where records live (SQLite, Postgres or Redis) and the record caches.
 
 pub mod cookie;
 pub mod end;
+pub mod handles;
 pub mod list;
 pub mod live;
 pub mod me_cache;
@@ -24,7 +25,10 @@ pub mod store;
 
 pub use cookie::CookiePolicy;
 pub use end::end_session;
-pub use live::{is_live_by_handle, live, live_by_handle, open_by_handle, peek_by_handle, persist};
+pub use live::{
+    forget, is_live_by_handle, live, live_by_handle, open_by_handle, open_live_by_handle,
+    peek_by_handle, persist,
+};
 pub use record::{
     RECORD_KEY, SessionRecord, SessionStatus, SessionView, current, end, needs_touch, peek, put,
     rfc3339,
@@ -47,6 +51,7 @@ pub struct Parts<'a> {
     pub providers: &'a ProviderRegistry,
     pub policy: &'a SessionConfig,
     pub clock: &'a SharedClock,
+    pub handles: &'a handles::HandleKeys,
 }
 
 /// Why session work failed.

@@ -9,76 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::TokensConfig;
 use crate::crypto;
-use crate::identity::UserView;
 use crate::jose::RsaSigner;
 use crate::store::{SigningKeyRow, Store};
 use crate::tokens::TokenVault;
-
-/// The claims of a broker access token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub aud: String,
-    /// The broker's own user id.
-    pub sub: String,
-    /// The public handle of the local session.
-    pub sid: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
-    pub provider: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub email_verified: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    /// OpenID Provider mode: the app the token was issued to, its granted scopes, and the grant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<String>,
-}
-
-impl AccessClaims {
-    pub fn new(
-        issuer: &str,
-        config: &TokensConfig,
-        user: &UserView,
-        handle: &str,
-        now: i64,
-        session_ends_at: i64,
-    ) -> Self {
-        let ttl = i64::try_from(config.access_ttl.as_secs()).unwrap_or(300);
-        AccessClaims {
-            iss: issuer.to_string(),
-            aud: config.audience.clone(),
-            sub: user.id.clone(),
-            sid: handle.to_string(),
-            iat: now,
-            // Never past the session's own end.
-            exp: (now + ttl).min(session_ends_at).max(now + 1),
-            jti: crypto::random_token(12),
-            provider: user.identity.provider.clone(),
-            email: user.identity.email.clone(),
-            email_verified: user.identity.email_verified,
-            name: user.identity.name.clone(),
-            groups: user.identity.groups.clone(),
-            client_id: None,
-            scope: None,
-            gid: None,
-        }
-    }
-}
+pub use crate::tokens::claims::{AccessClaims, JwtError};
+use crate::tokens::verified::VerifiedTokens;
 
 /// What a verified token must say.
 pub struct Expect<'a> {
@@ -87,16 +26,6 @@ pub struct Expect<'a> {
     pub audiences: &'a [&'a str],
     /// An expired token is still read (an `id_token_hint` at logout).
     pub allow_expired: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JwtError {
-    #[error("the token is not a broker access token: {0}")]
-    Invalid(String),
-    #[error("the token has expired")]
-    Expired,
-    #[error("no signing key: {0}")]
-    Keys(String),
 }
 
 struct PublicKey {
@@ -121,6 +50,8 @@ pub struct BrokerKeys {
     set: RwLock<KeySet>,
     /// One reload or key generation at a time in this process.
     reload: tokio::sync::Mutex<()>,
+    /// Access tokens that verified, remembered.
+    verified: VerifiedTokens,
 }
 
 /// Unknown `kid`s reload the set from the store at most this often (a flood of forged tokens must
@@ -133,6 +64,7 @@ impl Default for BrokerKeys {
         BrokerKeys {
             set: RwLock::new(KeySet::default()),
             reload: tokio::sync::Mutex::new(()),
+            verified: VerifiedTokens::default(),
         }
     }
 }
@@ -285,7 +217,8 @@ impl BrokerKeys {
         self.set.read().ok()?.public.get(kid).cloned()
     }
 
-    /// Verifies signature, `iss`, `aud` and `exp` (against the broker's clock).
+    /// Verifies signature, `iss`, `aud` and `exp` (against the broker's clock). A token that
+    /// verified before is answered from memory while it is unexpired and its key still published.
     pub async fn verify(
         &self,
         store: &Store,
@@ -294,16 +227,29 @@ impl BrokerKeys {
         issuer: &str,
         token: &str,
         now: i64,
-    ) -> Result<AccessClaims, JwtError> {
+    ) -> Result<Arc<AccessClaims>, JwtError> {
+        let key_holds = |kid: &str| {
+            self.public(kid)
+                .is_some_and(|key| key.created_at >= publish_cutoff(config, now))
+        };
+        if let Some(claims) = self
+            .verified
+            .get(token, issuer, &config.audience, now, key_holds)?
+        {
+            return Ok(claims);
+        }
         let check = Expect {
             issuer,
             audiences: &[&config.audience],
             allow_expired: false,
         };
-        let claims = self
-            .verify_claims(store, vault, config, &check, token, now)
+        let (claims, kid) = self
+            .verify_signed(store, vault, config, &check, token, now)
             .await?;
-        serde_json::from_value(claims).map_err(|e| JwtError::Invalid(e.to_string()))
+        let claims: Arc<AccessClaims> =
+            Arc::new(serde_json::from_value(claims).map_err(|e| JwtError::Invalid(e.to_string()))?);
+        self.verified.put(token, &kid, claims.clone());
+        Ok(claims)
     }
 
     /// Verifies a token this broker signed: signature by a published key, `iss`, one of the `aud`s,
@@ -317,6 +263,21 @@ impl BrokerKeys {
         token: &str,
         now: i64,
     ) -> Result<Value, JwtError> {
+        self.verify_signed(store, vault, config, expect, token, now)
+            .await
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`Self::verify_claims`], also giving the `kid` of the key that signed.
+    async fn verify_signed(
+        &self,
+        store: &Store,
+        vault: &TokenVault,
+        config: &TokensConfig,
+        expect: &Expect<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<(Value, String), JwtError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
@@ -343,7 +304,7 @@ impl BrokerKeys {
         if exp <= now && !expect.allow_expired {
             return Err(JwtError::Expired);
         }
-        Ok(data.claims)
+        Ok((data.claims, kid))
     }
 
     /// The public key `kid`, reloading the set once if another instance may have made it.

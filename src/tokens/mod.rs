@@ -1,7 +1,9 @@
 //! Provider tokens kept server side, sealed at rest (see [`seal`]). The browser never holds one.
 
 pub mod broker_jwt;
+mod claims;
 pub mod seal;
+mod verified;
 
 use serde::{Deserialize, Serialize};
 

@@ -9,6 +9,7 @@ mod helpers;
 mod peers;
 
 mod admin;
+mod bearer_memory;
 mod browser;
 mod cli;
 mod devices;
