@@ -41,7 +41,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use tower_sessions::{ExpiredDeletion, SessionManagerLayer};
+use tower_sessions::ExpiredDeletion;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, Environment};
@@ -118,12 +118,7 @@ impl App {
         let providers = ProviderRegistry::new(&config, http, clock.clone(), &dev_secrets);
         let cookies = CookiePolicy::for_server(&config.server);
 
-        let session_layer = SessionManagerLayer::new(sessions.clone())
-            .with_name(cookies.session_name)
-            .with_secure(cookies.secure)
-            .with_http_only(true)
-            .with_same_site(cookies.same_site)
-            .with_path("/");
+        let session_layer = session::layer::SessionLayer::new(sessions.clone(), &cookies);
         let ring = match &config.keys {
             Some(k) => {
                 KeyRing::new(&k.current, &k.ring).map_err(|e| StartupError::Keys(e.to_string()))?

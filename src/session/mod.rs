@@ -8,12 +8,14 @@
 //! - [`start`]: a new session after a login; [`end`]: ending a session everywhere;
 //!   [`revocation`]: revoking provider tokens, retried until the provider answers;
 //!   [`list`]: a user's live sessions;
+//! - [`layer`]: the session of the request's cookie, and the cookie set or cleared after;
 //! - [`me_cache`]: the rendered `/auth/me` bodies; [`handles`]: which session a handle names;
 //! - [`store`]: where records live (SQLite, Postgres or Redis) and the record caches.
 
 pub mod cookie;
 pub mod end;
 pub mod handles;
+pub mod layer;
 pub mod list;
 pub mod live;
 pub mod me_cache;

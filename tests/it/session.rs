@@ -181,5 +181,54 @@ async fn a_garbage_session_cookie_is_just_not_signed_in() {
             .await
             .unwrap();
         assert_eq!(res.status(), 401, "{junk}");
+        let cleared = set_cookies(res.headers());
+        assert!(
+            cleared.len() == 1
+                && cleared[0].starts_with("broker_session=;")
+                && cleared[0].contains("Max-Age=0")
+                && cleared[0].contains("Path=/"),
+            "a cookie naming no session is cleared: {cleared:?}"
+        );
     }
+}
+
+/// The session check only reads: a live session's cookie is not set again on every request; a
+/// sign-in sets it once, a sign-out clears it once.
+#[tokio::test]
+async fn the_cookie_is_set_at_sign_in_left_alone_while_reading_and_cleared_at_sign_out() {
+    let app = spawn(dev_provider()).await;
+    let res = app.dev_login("alice").await;
+    let set: Vec<String> = set_cookies(res.headers())
+        .into_iter()
+        .filter(|c| c.starts_with("broker_session="))
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].contains("Max-Age="), "{set:?}");
+    for _ in 0..3 {
+        let res = app.me().await;
+        assert_eq!(res.status(), 200);
+        assert!(
+            set_cookies(res.headers()).is_empty(),
+            "a read sets no cookie"
+        );
+    }
+    let res = app
+        .browser
+        .post(app.url("/auth/logout"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cleared: Vec<String> = set_cookies(res.headers())
+        .into_iter()
+        .filter(|c| c.starts_with("broker_session="))
+        .collect();
+    assert!(
+        cleared.len() == 1
+            && cleared[0].starts_with("broker_session=;")
+            && cleared[0].contains("Max-Age=0"),
+        "{cleared:?}"
+    );
+    assert_eq!(app.me().await.status(), 401);
 }
