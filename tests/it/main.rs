@@ -39,3 +39,4 @@ mod session;
 mod session_keys;
 mod session_status;
 mod token_mode;
+mod traces;
