@@ -2,6 +2,8 @@
 //! cap, and a guard that refuses every non-public address (the IANA special-purpose registries,
 //! IPv4 carried inside IPv6 judged as itself: `public_address`) unless allowed.
 //! Issuer URLs come from configuration and discovery documents, so they are untrusted input.
+//! With `[trace]`, each call is a client span (inside the span of the request being served) and
+//! carries its `traceparent` to the provider.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::trace::{self, Ended, Kind, Tracer};
 
 mod public_address;
 pub mod upstream;
@@ -33,7 +37,22 @@ impl HttpError {
     pub fn is_transient(&self) -> bool {
         matches!(self, HttpError::Transport { .. })
     }
+
+    /// A short name of what went wrong, from a fixed set (a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpError::Refused(_) => "address_refused",
+            HttpError::Transport { reason, .. } if reason == TIMED_OUT => "timeout",
+            HttpError::Transport { reason, .. } if reason == NO_CONNECTION => "connect_error",
+            HttpError::Transport { .. } => "transport_error",
+            HttpError::TooLarge(_) => "response_too_large",
+            HttpError::Build(_) => "bad_request",
+        }
+    }
 }
+
+const TIMED_OUT: &str = "timed out";
+const NO_CONNECTION: &str = "could not connect";
 
 /// Which non-public destinations are allowed.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +100,7 @@ impl Resolve for GuardedResolver {
 pub struct HttpClient {
     inner: reqwest::Client,
     policy: Arc<AddressPolicy>,
+    tracer: Option<Tracer>,
 }
 
 impl HttpClient {
@@ -97,20 +117,40 @@ impl HttpClient {
             })
             .build()
             .map_err(|e| HttpError::Build(e.to_string()))?;
-        Ok(HttpClient { inner, policy })
+        Ok(HttpClient {
+            inner,
+            policy,
+            tracer: None,
+        })
+    }
+
+    /// Every call a client span of `tracer` (`[trace]`); `None`: no spans.
+    pub fn with_tracer(mut self, tracer: Option<Tracer>) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// Sends a request and reads at most 1 MiB of the answer. Non-2xx statuses are returned, not
-    /// errors. Counted in the metrics by host and outcome.
+    /// errors. Counted in the metrics by host and outcome, and traced with `[trace]`.
     pub async fn execute(
         &self,
-        req: http::Request<Vec<u8>>,
+        mut req: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HttpError> {
         let host = req.uri().host().unwrap_or_default().to_string();
+        let span = self.tracer.as_ref().map(|tracer| {
+            let span = tracer.start_client(crate::request_id::current_span());
+            if let Ok(v) = http::HeaderValue::from_str(&span.context().traceparent()) {
+                req.headers_mut().insert(trace::TRACEPARENT, v);
+            }
+            (tracer, span, req.method().clone(), req.uri().clone())
+        });
         let started = std::time::Instant::now();
         let result = self.send_and_read(req).await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
         crate::metrics::upstream(&host, status, started.elapsed());
+        if let Some((tracer, span, method, uri)) = span {
+            tracer.end(span, || client_span(&method, &uri, &result));
+        }
         result
     }
 
@@ -213,6 +253,46 @@ impl HttpClient {
     }
 }
 
+/// A provider call as the HTTP semantic conventions describe a client span, with its target cut
+/// down to scheme, host, port and path: a query string can hold a key (Firebase's `?key=`), and
+/// the paths of provider endpoints come from configuration and discovery, not from users. Any
+/// status from 400 up is a failed call.
+fn client_span(
+    method: &http::Method,
+    uri: &http::Uri,
+    result: &Result<http::Response<Vec<u8>>, HttpError>,
+) -> Ended {
+    let method = trace::method_name(method);
+    let mut attributes = vec![
+        ("http.request.method", method.into()),
+        ("server.address", uri.host().unwrap_or_default().into()),
+        ("url.path", uri.path().into()),
+    ];
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "http" { 80 } else { 443 });
+    attributes.push(("server.port", port.into()));
+    attributes.push(("url.scheme", scheme.into()));
+    let error = match result {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            attributes.push(("http.response.status_code", status.into()));
+            (status >= 400).then(|| status.to_string())
+        }
+        Err(e) => Some(e.kind().to_string()),
+    };
+    if let Some(kind) = &error {
+        attributes.push(("error.type", kind.as_str().into()));
+    }
+    Ended {
+        name: if method == "_OTHER" { "HTTP" } else { method }.to_string(),
+        kind: Kind::Client,
+        attributes,
+        error: error.is_some(),
+    }
+}
+
 /// RFC 6749 §2.3.1: client id and secret are form-urlencoded before they are joined for Basic auth.
 pub fn basic_auth(user: &str, pass: &str) -> String {
     use base64::Engine;
@@ -234,9 +314,9 @@ fn classify(host: &str, e: reqwest::Error) -> HttpError {
         source = s.source();
     }
     let reason = if e.is_timeout() {
-        "timed out".to_string()
+        TIMED_OUT.to_string()
     } else if e.is_connect() {
-        "could not connect".to_string()
+        NO_CONNECTION.to_string()
     } else {
         // Without the URL: it could carry a query string.
         e.without_url().to_string()

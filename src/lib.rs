@@ -31,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod templates;
 pub mod tokens;
+pub mod trace;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub enum StartupError {
     Dev(String),
     #[error("the [keys] key ring is unusable: {0}")]
     Keys(String),
+    #[error(transparent)]
+    Trace(#[from] trace::TraceError),
 }
 
 /// A page of the broker's own (not an upstream's answer passed through).
@@ -105,6 +108,8 @@ pub struct App {
     router: Router,
     state: AppState,
     sessions: SessionBackend,
+    /// With `[trace]`: sends the spans, once [`App::run`] starts it.
+    exporter: Option<trace::Exporter>,
 }
 
 impl App {
@@ -112,7 +117,16 @@ impl App {
         let Backends { store, sessions } = Backends::open(&config).await?;
         let templates = Templates::load().map_err(|e| StartupError::Templates(e.to_string()))?;
 
-        let http = provider_http_client(&config).map_err(|e| StartupError::Http(e.to_string()))?;
+        let (tracer, exporter) = match &config.trace {
+            Some(t) => {
+                let (tracer, exporter) = trace::Tracer::new(t)?;
+                (Some(tracer), Some(exporter))
+            }
+            None => (None, None),
+        };
+        let http = provider_http_client(&config)
+            .map_err(|e| StartupError::Http(e.to_string()))?
+            .with_tracer(tracer.clone());
         let (dev, dev_secrets) = providers::dev::build(&config, templates.clone(), clock.clone())
             .map_err(StartupError::Dev)?;
         let providers = ProviderRegistry::new(&config, http, clock.clone(), &dev_secrets);
@@ -178,11 +192,12 @@ impl App {
                     HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'")
                 })
             }))
-            .layer(routes::observe::ObserveLayer::new(state.clone()));
+            .layer(routes::observe::ObserveLayer::new(state.clone(), tracer));
         Ok(App {
             router,
             state,
             sessions,
+            exporter,
         })
     }
 
@@ -201,6 +216,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let export = self.exporter.map(trace::Exporter::spawn);
         let state = self.state.clone();
         tokio::spawn(async move {
             for p in state.providers.all() {
@@ -281,6 +297,10 @@ impl App {
         sweeper.abort();
         if let Some(task) = provider_side {
             task.abort();
+        }
+        // After the last request is answered: its spans are queued by now.
+        if let Some(export) = export {
+            export.stop().await;
         }
         result
     }

@@ -41,6 +41,11 @@ struct Group {
     group: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
 fn latency() -> Histogram {
     // 0.5 ms to about 8 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
@@ -61,6 +66,7 @@ struct Metrics {
     upstream_seconds: Family<Host, Histogram, fn() -> Histogram>,
     store_errors: Family<Store, Counter>,
     rate_limited: Family<Group, Counter>,
+    trace_spans_dropped: Family<Reason, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -78,6 +84,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_seconds: Family::new_with_constructor(latency),
         store_errors: Family::default(),
         rate_limited: Family::default(),
+        trace_spans_dropped: Family::default(),
         registry: Registry::default(),
     };
     let lifecycle = [
@@ -140,6 +147,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "rate_limited",
         "Requests refused by [limits], by group",
         m.rate_limited.clone(),
+    );
+    registry.register(
+        "trace_spans_dropped",
+        "Spans not delivered to the [trace] collector, by reason (queue_full, export_failed, stopped)",
+        m.trace_spans_dropped.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -382,6 +394,14 @@ pub fn store_error(store: &'static str) {
 
 pub fn rate_limited(group: &'static str) {
     METRICS.rate_limited.get_or_create(&Group { group }).inc();
+}
+
+/// `n` spans that will not reach the trace collector, and why.
+pub fn trace_spans_dropped(reason: &'static str, n: u64) {
+    METRICS
+        .trace_spans_dropped
+        .get_or_create(&Reason { reason })
+        .inc_by(n);
 }
 
 /// The Content-Type of [`encode`]'s text.

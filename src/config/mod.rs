@@ -22,6 +22,7 @@ mod provider;
 mod server;
 mod session;
 mod store;
+mod trace;
 
 pub use cidr::{Cidr, CidrError};
 pub use client::{ClientAuth, ClientConfig, SCOPES};
@@ -38,6 +39,7 @@ pub use provider::{
 pub use server::{ListenerConfig, SameSitePolicy, ServerConfig, is_loopback_host};
 pub use session::{RefreshFailurePolicy, SessionConfig};
 pub use store::{SessionStoreConfig, StoreConfig, redact_url, valid_schema};
+pub use trace::TraceConfig;
 
 use problem::problem;
 
@@ -73,6 +75,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[metrics]`: the Prometheus endpoint; none: off.
     pub metrics: Option<MetricsConfig>,
+    /// `[trace]`: OpenTelemetry spans sent over OTLP; none: off.
+    pub trace: Option<TraceConfig>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -91,6 +95,7 @@ const SECTIONS: &[&str] = &[
     "clients",
     "log",
     "metrics",
+    "trace",
 ];
 
 /// Reads the file at `path`, applies environment overrides from `env`, and validates.
@@ -208,6 +213,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
     let ops = operations::take(&mut table, problems);
     let limits = limits::take(&mut table, problems);
     let (log, metrics) = observability::take(&mut table, problems);
+    let trace = trace::take(&mut table, problems);
     let raw = RawSections::take(&mut table, problems);
     let environment_given = raw.server.environment.is_some();
 
@@ -259,6 +265,7 @@ fn validate(mut table: toml::Table, mut problems: Vec<Problem>) -> Result<Config
         clients,
         log,
         metrics,
+        trace,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Every request, observed: its id (`X-Request-Id`, taken from the caller when well-formed and
-//! always returned), its metrics, and one access-log line (method, route, status, duration,
-//! client address, id) — never a query string, a cookie or a token.
+//! always returned), its metrics, one access-log line (method, route, status, duration, client
+//! address, id) and, with `[trace]`, its server span (method, route, status) — never a query
+//! string, a cookie or a token.
 //!
 //! Two small layers of our own rather than `from_fn` middleware: the session check is the hot path,
 //! and `from_fn` clones the wrapped service and boxes a future on every request, which cost the
@@ -20,19 +21,23 @@ use tower::{Layer, Service};
 
 use super::AppState;
 use crate::client_info::client_ip;
+use crate::request_id::Serving;
+use crate::trace::{self, Ended, Kind, StartedSpan, Tracer};
 use crate::{metrics, request_id};
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// The outermost layer: id, metrics, access log.
+/// The outermost layer: id, metrics, access log, span.
 #[derive(Clone)]
 pub struct ObserveLayer {
     state: AppState,
+    tracer: Option<Tracer>,
 }
 
 impl ObserveLayer {
-    pub fn new(state: AppState) -> Self {
-        ObserveLayer { state }
+    /// `tracer`: `Some` with `[trace]`.
+    pub fn new(state: AppState, tracer: Option<Tracer>) -> Self {
+        ObserveLayer { state, tracer }
     }
 }
 
@@ -42,6 +47,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             state: self.state.clone(),
+            tracer: self.tracer.clone(),
         }
     }
 }
@@ -50,6 +56,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     state: AppState,
+    tracer: Option<Tracer>,
 }
 
 impl<S, B, R> Service<Request<B>> for Observe<S>
@@ -81,7 +88,12 @@ where
             )
         });
         let header = HeaderValue::from_str(&id).ok();
-        let inner = request_id::scope(id, self.inner.call(req));
+        let span = self
+            .tracer
+            .as_ref()
+            .map(|tracer| (tracer.clone(), tracer.start_server(req.headers())));
+        let context = span.as_ref().map(|(_, s)| s.context());
+        let inner = request_id::scope(id, context, self.inner.call(req));
         Observed {
             inner,
             seen: Some(Seen {
@@ -89,6 +101,7 @@ where
                 method,
                 client,
                 header,
+                span,
             }),
         }
     }
@@ -101,12 +114,14 @@ struct Seen {
     /// `Some` when access logging is on: the client's address, if known.
     client: Option<Option<IpAddr>>,
     header: Option<HeaderValue>,
+    /// `Some` with `[trace]`: the request's span, ended with the answer.
+    span: Option<(Tracer, StartedSpan)>,
 }
 
 pin_project_lite::pin_project! {
     pub struct Observed<F: Future> {
         #[pin]
-        inner: TaskLocalFuture<String, F>,
+        inner: TaskLocalFuture<Serving, F>,
         seen: Option<Seen>,
     }
 }
@@ -128,11 +143,15 @@ where
         };
         let took = seen.started.elapsed();
         let status = res.status().as_u16();
-        let route = res
+        let matched = res
             .extensions()
             .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str);
+            .map(MatchedPath::as_str);
+        let route = matched.unwrap_or("unmatched");
         metrics::request(route, seen.method.as_str(), status, took);
+        if let Some((tracer, span)) = seen.span {
+            tracer.end(span, || server_span(&seen.method, matched, status));
+        }
         if let Some(client) = seen.client {
             let client = client.map(|ip| ip.to_string()).unwrap_or_default();
             let id = seen
@@ -156,6 +175,34 @@ where
             res.headers_mut().insert(REQUEST_ID, v);
         }
         Poll::Ready(Ok(res))
+    }
+}
+
+/// A request's span as the HTTP semantic conventions describe a server span: named after the
+/// method and route pattern (the method alone when no route matched: a path is unbounded and may
+/// name a user), failed on a 5xx only (a 4xx is the caller's error, not the server's).
+fn server_span(method: &Method, route: Option<&str>, status: u16) -> Ended {
+    let method = trace::method_name(method);
+    let shown = if method == "_OTHER" { "HTTP" } else { method };
+    let mut attributes = vec![
+        ("http.request.method", method.into()),
+        ("http.response.status_code", status.into()),
+    ];
+    if let Some(route) = route {
+        attributes.push(("http.route", route.into()));
+    }
+    let error = status >= 500;
+    if error {
+        attributes.push(("error.type", status.to_string().into()));
+    }
+    Ended {
+        name: match route {
+            Some(route) => format!("{shown} {route}"),
+            None => shown.to_string(),
+        },
+        kind: Kind::Server,
+        attributes,
+        error,
     }
 }
 

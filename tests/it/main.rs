@@ -40,3 +40,4 @@ mod session;
 mod session_keys;
 mod session_status;
 mod token_mode;
+mod traces;
