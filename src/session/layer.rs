@@ -201,7 +201,9 @@ impl After {
             *res = server_error();
             return;
         };
-        self.shared.cookie.set(res.headers_mut(), id, session.expiry());
+        self.shared
+            .cookie
+            .set(res.headers_mut(), id, session.expiry());
     }
 }
 
