@@ -38,9 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
 use tokio::net::TcpListener;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower::ServiceBuilder;
 
 use tower_sessions::ExpiredDeletion;
 
@@ -70,16 +69,6 @@ pub enum StartupError {
     Keys(String),
     #[error(transparent)]
     Trace(#[from] trace::TraceError),
-}
-
-/// A page of the broker's own (not an upstream's answer passed through).
-fn is_html(res: &axum::response::Response) -> bool {
-    res.extensions().get::<routes::proxy::Proxied>().is_none()
-        && res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html"))
 }
 
 /// The outbound client for providers: loopback only in development; a provider with
@@ -175,24 +164,20 @@ impl App {
             upstream,
             limits,
         }));
-        let router = routes::router(state.clone())
+        // Only what needs the matched route runs inside routing: `Router::layer` boxes every route
+        // once more for each layer, and clones those boxes on every request. The rest wraps the
+        // router once, outermost first.
+        let routed = routes::router(state.clone())
             .merge(providers::dev::router(dev))
-            .layer(routes::observe::KeepRouteLayer)
-            .layer(session_layer)
+            .layer(routes::observe::KeepRouteLayer);
+        let stack = ServiceBuilder::new()
+            .layer(routes::observe::ObserveLayer::new(state.clone(), tracer))
+            .map_response(routes::pages::page_headers)
             .layer(cors)
-            .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-                        // Document-only headers go on pages, not on every JSON answer of the session check.
-            .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, |res: &axum::response::Response| {
-                // same-origin, not no-referrer: under no-referrer browsers send `Origin: null` even on a
-                // page's own form posts, which the cross-site check then refuses.
-                is_html(res).then(|| HeaderValue::from_static("same-origin"))
-            }))
-            .layer(SetResponseHeaderLayer::if_not_present(HeaderName::from_static("content-security-policy"), |res: &axum::response::Response| {
-                is_html(res).then(|| {
-                    HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self' http: https:; frame-ancestors 'none'")
-                })
-            }))
-            .layer(routes::observe::ObserveLayer::new(state.clone(), tracer));
+            .layer(session_layer)
+            .layer(routes::pages::ErrorPagesLayer::new(state.clone()))
+            .service(routed);
+        let router = Router::new().fallback_service(stack);
         Ok(App {
             router,
             state,

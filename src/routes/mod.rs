@@ -15,17 +15,15 @@ pub mod metrics;
 pub mod observe;
 mod op;
 pub mod openapi;
+pub mod pages;
 pub mod proxy;
 mod sessions;
 mod token;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 
-use crate::error::{AppError, AppResult, ErrorBody};
+use crate::error::{AppError, AppResult};
 pub use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -53,10 +51,6 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(example::router(&state.config.server))
         .merge(proxy::router(&state.config.routes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            render_errors,
-        ))
         .with_state(state)
 }
 
@@ -68,48 +62,6 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html")),
-    }
-}
-
-/// Turns JSON error bodies into the error page for navigations.
-async fn render_errors(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let html = wants_html(req.headers());
-    let res = next.run(req).await;
-    if !html {
-        return res;
-    }
-    let Some(body) = res.extensions().get::<ErrorBody>().cloned() else {
-        return res;
-    };
-    let status = res.status();
-    let title = match status {
-        StatusCode::UNAUTHORIZED => "You are not signed in",
-        StatusCode::FORBIDDEN => "This request was refused",
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
-        s if s.is_server_error() => "Sign-in is unavailable",
-        _ => "Sign-in could not be completed",
-    };
-    let login_url = body.login_url.clone().unwrap_or_else(|| state.login_url());
-    let ctx = minijinja::context! {
-        title => title, message => body.message, error => body.error,
-        correlation_id => body.correlation_id, login_url => login_url,
-    };
-    match state.templates.render("error.html", ctx) {
-        Ok(page) => {
-            let mut out = (status, Html(page)).into_response();
-            out.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            if let Some(v) = res.headers().get(header::RETRY_AFTER) {
-                out.headers_mut().insert(header::RETRY_AFTER, v.clone());
-            }
-            out
-        }
-        Err(_) => res,
     }
 }
 
