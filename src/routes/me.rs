@@ -60,21 +60,27 @@ async fn me(
     headers: HeaderMap,
     web_session: Session,
 ) -> AppResult<Response> {
+    // The rarer paths are boxed: an async function's state is as large as its largest await, and
+    // this one's is moved on every request.
+    if let Some(token) = caller::bearer_token(&headers) {
+        return Box::pin(me_by_bearer(&state, token)).await;
+    }
+    let body = answer(&state, &web_session, None)
+        .await?
+        .ok_or_else(|| AppError::unauthorized(state.login_url()))?;
+    Ok(me_response(body))
+}
+
+/// `/auth/me` by bearer token: the token's session, checked as the cookie's is (the record is read
+/// on every request, so an ended session is refused at once), and saved here when it was touched.
+async fn me_by_bearer(state: &AppState, token: &str) -> AppResult<Response> {
     let refused = || AppError::unauthorized(state.login_url());
-    let Some(token) = caller::bearer_token(&headers) else {
-        let body = answer(&state, &web_session, None)
-            .await?
-            .ok_or_else(refused)?;
-        return Ok(me_response(body));
-    };
-    // By bearer token: the token's session, checked as the cookie's is (the record is read on every
-    // request, so an ended session is refused at once), and saved here when it was touched.
-    let claims = caller::verify_access_token(&state, token).await?;
+    let claims = caller::verify_access_token(state, token).await?;
     let parts = state.session_parts();
     let session = session::open_by_handle(parts, &claims.sid)
         .await?
         .ok_or_else(refused)?;
-    let Some(body) = answer(&state, &session, Some((&claims.sid, &claims.sub))).await? else {
+    let Some(body) = answer(state, &session, Some((&claims.sid, &claims.sub))).await? else {
         session::forget(parts, &claims.sid);
         return Err(refused());
     };
@@ -113,6 +119,17 @@ async fn answer(
     if !names(&record) {
         return Ok(None);
     }
+    Box::pin(render_fresh(state, web_session, record)).await
+}
+
+/// The body for a record read in full: touched, or with its provider token refreshed, when due,
+/// and kept in the render cache.
+async fn render_fresh(
+    state: &AppState,
+    web_session: &Session,
+    record: SessionRecord,
+) -> AppResult<Option<Bytes>> {
+    let policy = &state.config.session;
     // Only a session whose provider token is due goes further than the read.
     let Some(record) =
         crate::session::refresh::ensure_fresh(state.session_parts(), web_session, record).await?

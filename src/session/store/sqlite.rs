@@ -145,7 +145,8 @@ impl SqliteSessions {
             Ok(data) => data,
             Err(()) => {
                 readers.cache.remove(key);
-                return self.fetch_pooled(key).await;
+                // Boxed: the pool's future is large, and would make every read's as large.
+                return Box::pin(self.fetch_pooled(key)).await;
             }
         };
         let Some(data) = data else {
