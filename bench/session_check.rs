@@ -14,14 +14,17 @@
 //!   its `dev` provider), so a login's provider work is not in `sqlite`'s CPU time;
 //! - `redis`: as `sqlite`, with `[sessions]` in Redis (127.0.0.1:6379, the default local cache on).
 //!
-//! Phases (each can be chosen with `BROKER_BENCH_ONLY=main,tail,cpu,scale`):
+//! Phases (each can be chosen with `BROKER_BENCH_ONLY=main,observe,tail,cpu,scale`):
 //! 1. `main`: rounds of the baseline lookup, the bare handler, the cookie session check on SQLite and
 //!    on Redis, and `/auth/me`, `/auth/check` and the proxy by cookie and by bearer token.
-//! 2. `tail`: p99 at half the SQLite broker's maximum rate, the broker and the baseline lookup at the
+//! 2. `observe`: what the access log costs the session check: the `sqlite` broker's store served
+//!    by a second broker with `[log] access = true` (its lines written to a file, as an operator's
+//!    would be), in interleaved rounds with `sqlite` (request ids and metrics are on in both).
+//! 3. `tail`: p99 at half the SQLite broker's maximum rate, the broker and the baseline lookup at the
 //!    same offered rate (open loop).
-//! 3. `cpu`: the broker's CPU time per login (through `provider`, and through its own `dev`
+//! 4. `cpu`: the broker's CPU time per login (through `provider`, and through its own `dev`
 //!    provider) and per token refresh, from `/proc/PID/stat`.
-//! 4. `scale`: 1 000 and then 1 000 000 live sessions seeded into the stores; wrk rotates over a
+//! 5. `scale`: 1 000 and then 1 000 000 live sessions seeded into the stores; wrk rotates over a
 //!    sample of 1 000 of them on the brokers and on the baseline; store bytes and RSS.
 //!
 //! Settings: `BROKER_BENCH_SECONDS` (per wrk run, default 5), `BROKER_BENCH_ROUNDS` (default 5),
@@ -70,7 +73,7 @@ struct Settings {
 impl Settings {
     fn from_env() -> Settings {
         let phases = std::env::var("BROKER_BENCH_ONLY")
-            .unwrap_or_else(|_| "main,tail,cpu,scale".into())
+            .unwrap_or_else(|_| "main,observe,tail,cpu,scale".into())
             .split(',')
             .map(|s| s.trim().to_string())
             .collect();
@@ -130,6 +133,9 @@ fn main() {
     let mut main = None;
     if settings.runs("main") {
         main = Some(main_rounds(&settings, &env, &rt, &mut summary));
+    }
+    if settings.runs("observe") {
+        rt.block_on(observe(&settings, &env, &mut summary));
     }
     if settings.runs("tail") {
         tail(&settings, &env, main.as_ref(), &mut summary);
@@ -594,7 +600,70 @@ fn main_rounds(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Phase 2: the tail at half the broker's maximum rate.
+// Phase 2: the access log's cost.
+
+/// The session check with the access log off (`sqlite`) and on (a second broker on the same
+/// store), interleaved: the rate ratio and the CPU per request of each.
+async fn observe(s: &Settings, env: &Setup, summary: &mut Summary) {
+    let port = common::free_port();
+    let baseline_port: u16 = env
+        .baseline
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let provider_port = env.provider.port;
+    let config = broker_config(port, &env.dir, "sqlite", baseline_port, provider_port, None)
+        .replace("[log]\naccess = false\n", "[log]\naccess = true\n");
+    assert!(config.contains("access = true"));
+    let logged = Broker::start("sqlite_logged", &env.dir, port, &config).await;
+    let header = format!("Cookie: {}", env.sqlite_cookie);
+    let mut rates = Rates::default();
+    for round in 1..=s.rounds {
+        println!("observe round {round}/{}", s.rounds);
+        for (name, what, broker) in [
+            (
+                "off",
+                "broker, SQLite: /auth/me, access log off",
+                &env.sqlite,
+            ),
+            ("on", "broker, SQLite: /auth/me, access log on", &logged),
+        ] {
+            let cpu = broker.cpu_seconds();
+            let run = measure(
+                what,
+                s.seconds,
+                &["-H", &header, &format!("{}/auth/me", broker.base)],
+            );
+            rates.add(name, &run);
+            rates.add_cpu(name, (broker.cpu_seconds() - cpu) / run.requests as f64);
+        }
+    }
+    let lines = std::fs::read_to_string(&logged.log)
+        .map(|l| l.lines().filter(|l| l.contains("/auth/me")).count())
+        .unwrap_or(0);
+    assert!(lines > 0, "the logged broker wrote no access-log line");
+    summary.report(
+        "CPU per request, /auth/me with the access log off · on",
+        format!(
+            "{:.1} µs · {:.1} µs",
+            rates.cpu_us("off"),
+            rates.cpu_us("on")
+        ),
+    );
+    let (r, text) = rates.ratio("on", "off");
+    summary.target(
+        "session check with the access log on : off (SQLite)",
+        text,
+        ">= 0.97",
+        r >= 0.97,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 3: the tail at half the broker's maximum rate.
 
 fn tail(s: &Settings, env: &Setup, main: Option<&Rates>, summary: &mut Summary) {
     let max = match main {
@@ -649,7 +718,7 @@ fn tail(s: &Settings, env: &Setup, main: Option<&Rates>, summary: &mut Summary) 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Phase 3: the broker's CPU time per login and per token refresh.
+// Phase 4: the broker's CPU time per login and per token refresh.
 
 fn cpu(s: &Settings, env: &Setup, rt: &tokio::runtime::Runtime, summary: &mut Summary) {
     let broker = &env.sqlite;
@@ -730,7 +799,7 @@ async fn login_through_provider(browser: &mut Browser, base: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Phase 4: scale.
+// Phase 5: scale.
 
 /// A store's size in bytes: the SQLite file's pages in use, or Redis's `used_memory`.
 struct Sizes {
