@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use oidc_broker::clock::SystemClock;
 use oidc_broker::{App, config};
 
+mod log_output;
 mod operator;
 
 // The session check allocates a little per request; mimalloc keeps that cheap under load.
@@ -116,8 +117,12 @@ fn main() -> ExitCode {
                 Ok(both) => both,
                 Err(code) => return code,
             };
-            init_tracing(&cfg.log);
-            match runtime.block_on(serve(cfg)) {
+            let output = log_output::LogOutput::start();
+            init_tracing(&cfg.log, output.clone());
+            let served = runtime.block_on(serve(cfg));
+            // The access log's last lines.
+            output.flush();
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("oidc-broker: {e}");
@@ -202,14 +207,16 @@ async fn shutdown_signal() {
 }
 
 /// `[log]`: the format, and the level unless `BROKER_LOG` (or `RUST_LOG`) says otherwise. The access
-/// log's lines carry the target `access`, so `BROKER_LOG="info,access=off"` silences them alone.
-fn init_tracing(log: &config::LogConfig) {
+/// log's lines carry the target `access`, so `BROKER_LOG="info,access=off"` silences them alone
+/// (and are buffered briefly: `log_output`).
+fn init_tracing(log: &config::LogConfig, output: log_output::LogOutput) {
     let filter = std::env::var("BROKER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| format!("{},sqlx=warn", log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
+        .with_writer(output)
         // Colours only for a person at a terminal, not in journald or a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match log.format {
