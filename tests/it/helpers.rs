@@ -566,10 +566,21 @@ pub async fn serve_binary(extra: &str, env: &[(&str, &str)]) -> ServedBinary {
 }
 
 impl ServedBinary {
-    /// Stops it and returns everything it wrote.
-    pub async fn logs(mut self) -> String {
-        self.child.start_kill().unwrap();
-        let out = self.child.wait_with_output().await.unwrap();
+    /// Stops it as a service manager does (SIGTERM, so it writes out what it buffered) and
+    /// returns everything it wrote.
+    pub async fn logs(self) -> String {
+        let child = self.child;
+        let pid = child.id().expect("the broker is running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(15), child.wait_with_output())
+                .await
+                .expect("the broker stops within 15 s of SIGTERM")
+                .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
     }
 }

@@ -418,22 +418,6 @@ async fn binary_traffic(base: &str) {
     assert_eq!(res.status(), 200);
 }
 
-/// Stops a broker binary as a service manager does (SIGTERM) and returns what it wrote.
-async fn terminate(served: ServedBinary) -> String {
-    let child = served.child;
-    let pid = child.id().expect("the broker is running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
-        .await
-        .expect("the broker stops within 15 s of SIGTERM")
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-}
-
 #[tokio::test]
 async fn without_a_trace_section_nothing_is_sent_even_with_opentelemetry_variables_set() {
     let (endpoint, collector) = Collector::start().await;
@@ -448,7 +432,7 @@ async fn without_a_trace_section_nothing_is_sent_even_with_opentelemetry_variabl
     .await;
     binary_traffic(&served.base).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    terminate(served).await;
+    served.logs().await;
     assert!(collector.exports().is_empty(), "{:?}", collector.exports());
 }
 
@@ -462,7 +446,7 @@ async fn a_stopping_broker_sends_the_spans_it_still_holds() {
     .await;
     binary_traffic(&served.base).await;
     // Stopped at once, before its next batch is due: the last spans go out on the way down.
-    terminate(served).await;
+    served.logs().await;
     let spans = collector.spans();
     assert!(
         spans
@@ -511,7 +495,7 @@ async fn a_failing_collector_costs_only_the_spans_counted_and_one_warning_withou
         metrics.contains("oidc_broker_trace_spans_dropped_total{reason=\"export_failed\"}"),
         "{metrics}"
     );
-    let logs = terminate(served).await;
+    let logs = served.logs().await;
     let warnings = logs
         .matches("sending spans to the trace collector failed")
         .count();
