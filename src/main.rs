@@ -212,7 +212,15 @@ async fn shutdown_signal() {
 fn init_tracing(log: &config::LogConfig, output: log_output::LogOutput) {
     let filter = std::env::var("BROKER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| format!("{},sqlx=warn", log.level));
+        // tower-sessions opens an INFO span around every session read and write: at the default
+        // level each would be allocated and formatted on the session check's path, to say nothing
+        // an operator needs (its errors are still logged).
+        .unwrap_or_else(|_| {
+            format!(
+                "{},sqlx=warn,tower_sessions=warn,tower_sessions_core=warn",
+                log.level
+            )
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
