@@ -19,6 +19,7 @@ pub mod identity;
 pub mod jose;
 pub mod limits;
 pub mod listener;
+pub mod log_output;
 pub mod metrics;
 pub mod op;
 pub mod providers;

@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use oidc_broker::clock::SystemClock;
 use oidc_broker::{App, config};
 
-mod log_output;
 mod operator;
 
 // The session check allocates a little per request; mimalloc keeps that cheap under load.
@@ -117,7 +116,7 @@ fn main() -> ExitCode {
                 Ok(both) => both,
                 Err(code) => return code,
             };
-            let output = log_output::LogOutput::start();
+            let output = oidc_broker::log_output::LogOutput::start();
             init_tracing(&cfg.log, output.clone());
             let served = runtime.block_on(serve(cfg));
             // The access log's last lines.
@@ -209,7 +208,7 @@ async fn shutdown_signal() {
 /// `[log]`: the format, and the level unless `BROKER_LOG` (or `RUST_LOG`) says otherwise. The access
 /// log's lines carry the target `access`, so `BROKER_LOG="info,access=off"` silences them alone
 /// (and are buffered briefly: `log_output`).
-fn init_tracing(log: &config::LogConfig, output: log_output::LogOutput) {
+fn init_tracing(log: &config::LogConfig, output: oidc_broker::log_output::LogOutput) {
     let filter = std::env::var("BROKER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         // tower-sessions opens an INFO span around every session read and write: at the default
@@ -221,14 +220,22 @@ fn init_tracing(log: &config::LogConfig, output: log_output::LogOutput) {
                 log.level
             )
         });
+    // Colours only for a person at a terminal, not in journald or a log file.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
-        .with_writer(output)
-        // Colours only for a person at a terminal, not in journald or a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match log.format {
-        config::LogFormat::Json => builder.json().flatten_event(true).init(),
-        config::LogFormat::Text => builder.init(),
+        .with_writer(output.clone())
+        .with_ansi(terminal);
+    let json = log.format == config::LogFormat::Json;
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    // Access lines are formatted by `log_output` itself, as the formatter above would write them
+    // (colours aside: a terminal keeps the formatter's).
+    if !terminal {
+        oidc_broker::log_output::install(output, json);
     }
 }

@@ -23,7 +23,7 @@ use super::AppState;
 use crate::client_info::client_ip;
 use crate::request_id::Serving;
 use crate::trace::{self, Ended, Kind, StartedSpan, Tracer};
-use crate::{metrics, request_id};
+use crate::{log_output, metrics, request_id};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -159,17 +159,29 @@ where
                 .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
-            tracing::info!(
-                target: "access",
-                method = %seen.method,
+            // Whole microseconds: `14.946`, not `14.946050000000001`.
+            let duration_ms = took.as_micros() as f64 / 1000.0;
+            let line = log_output::AccessLine {
+                method: seen.method.as_str(),
                 route,
                 status,
-                // Whole microseconds: `14.946`, not `14.946050000000001`.
-                duration_ms = took.as_micros() as f64 / 1000.0,
-                client = %client,
-                request_id = %id,
-                "request"
-            );
+                duration_ms,
+                client: &client,
+                request_id: id,
+            };
+            // Through `tracing` where the process did not set up the broker's own output.
+            if !log_output::access(&line) {
+                tracing::info!(
+                    target: "access",
+                    method = %seen.method,
+                    route,
+                    status,
+                    duration_ms,
+                    client = %client,
+                    request_id = %id,
+                    "request"
+                );
+            }
         }
         if let Some(v) = seen.header {
             res.headers_mut().insert(REQUEST_ID, v);
