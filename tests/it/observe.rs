@@ -188,3 +188,51 @@ async fn the_json_access_log_has_one_line_per_request_and_no_secret() {
         );
     }
 }
+
+/// The access log can be silenced alone (`BROKER_LOG="info,access=off"`) or turned off in the
+/// configuration; the broker's other lines still come out.
+#[tokio::test]
+async fn the_access_log_is_silenced_by_its_filter_or_its_setting() {
+    for (config, env) in [
+        (
+            "[providers.dev]\nkind = \"dev\"\n",
+            vec![("BROKER_LOG", "info,access=off")],
+        ),
+        (
+            "[providers.dev]\nkind = \"dev\"\n[log]\naccess = false\n",
+            vec![],
+        ),
+    ] {
+        let served = serve_binary(config, &env).await;
+        let res = browser()
+            .get(format!("{}/auth/me", served.base))
+            .header("x-request-id", "silenced-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let logs = served.logs().await;
+        assert!(
+            !logs.contains("request_id=silenced-1"),
+            "{config} {env:?}:\n{logs}"
+        );
+        assert!(!logs.trim().is_empty(), "no line at all: {config} {env:?}");
+    }
+    // And on, the line comes out (written out at the latest at shutdown).
+    let served = serve_binary("[providers.dev]\nkind = \"dev\"\n", &[]).await;
+    browser()
+        .get(format!("{}/auth/me", served.base))
+        .header("x-request-id", "heard-1")
+        .send()
+        .await
+        .unwrap();
+    let logs = served.logs().await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("request_id=heard-1"))
+        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    assert!(
+        line.contains(" INFO request method=GET route=\"/auth/me\" status=401 duration_ms="),
+        "{line}"
+    );
+}
