@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tower::{Layer, Service};
@@ -110,6 +111,10 @@ fn error_page(state: &AppState, res: Response) -> Response {
     match state.templates.render("error.html", ctx) {
         Ok(page) => {
             let mut out = (status, Html(page)).into_response();
+            // The observer names the request by the route the answer came from.
+            if let Some(route) = res.extensions().get::<MatchedPath>() {
+                out.extensions_mut().insert(route.clone());
+            }
             out.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             if let Some(v) = res.headers().get(header::RETRY_AFTER) {

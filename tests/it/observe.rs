@@ -226,7 +226,29 @@ async fn the_access_log_is_silenced_by_its_filter_or_its_setting() {
         .send()
         .await
         .unwrap();
+    // A navigation gets the error page, still counted under its route.
+    let page = browser()
+        .get(format!("{}/auth/me", served.base))
+        .header("sec-fetch-mode", "navigate")
+        .header("x-request-id", "heard-2")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let logs = served.logs().await;
+    let page_line = logs
+        .lines()
+        .find(|l| l.contains("request_id=heard-2"))
+        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    assert!(
+        page_line.contains("route=\"/auth/me\" status=401"),
+        "{page_line}"
+    );
     let line = logs
         .lines()
         .find(|l| l.contains("request_id=heard-1"))
