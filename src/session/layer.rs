@@ -193,12 +193,12 @@ impl After {
         }
         if let Err(e) = session.save().await {
             tracing::error!(error = %e, "saving the session failed");
-            *res = server_error();
+            server_error(res);
             return;
         }
         let Some(id) = session.id() else {
             tracing::error!("a saved session has no id");
-            *res = server_error();
+            server_error(res);
             return;
         };
         self.shared
@@ -207,10 +207,12 @@ impl After {
     }
 }
 
-fn server_error() -> Response<Body> {
-    let mut res = Response::new(Body::empty());
-    *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    res
+/// The answer becomes a bare 500; its extensions (the route it answers for) stay.
+fn server_error(res: &mut Response<Body>) {
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    *out.extensions_mut() = std::mem::take(res.extensions_mut());
+    *res = out;
 }
 
 impl CookieShape {
