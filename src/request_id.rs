@@ -5,6 +5,8 @@
 //! provider calls made while serving it.
 
 use std::future::Future;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::task::futures::TaskLocalFuture;
 
@@ -34,7 +36,21 @@ pub fn from_header(value: Option<&str>) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| crate::crypto::random_hex(8))
+        .unwrap_or_else(new_id)
+}
+
+/// A new id: 16 hex digits, this process's random prefix then a counter. An id names a request in
+/// logs; it guards nothing (a caller may choose its own), so it needs to be distinct, not secret —
+/// and it is made on every request, so it is cheap: no random bytes per request.
+fn new_id() -> String {
+    static PREFIX: LazyLock<u32> = LazyLock::new(rand::random);
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = (u64::from(*PREFIX) << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+    (0..16)
+        .rev()
+        .map(|digit| char::from(HEX[((id >> (digit * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 /// `fut`, run as the request `id`, inside `span` when it is traced.
@@ -69,6 +85,20 @@ mod tests {
             assert_eq!(id.len(), 16, "{hostile:?}");
         }
         assert_eq!(from_header(None).len(), 16);
+    }
+
+    #[test]
+    fn new_ids_share_the_process_prefix_and_never_repeat() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        assert!(ids.iter().all(|id| {
+            id.len() == 16
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }));
+        assert!(ids.iter().all(|id| id[..8] == ids[0][..8]));
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[tokio::test]
