@@ -266,6 +266,16 @@ impl TestApp {
     }
 
     /// `GET /auth/me` as `fetch` would send it.
+    /// The browser's own logout (same-site, with the CSRF header).
+    pub async fn logout(&self) -> reqwest::Response {
+        self.browser
+            .post(self.url("/auth/logout"))
+            .header("x-csrf", "1")
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn me(&self) -> reqwest::Response {
         self.me_with(&self.browser).await
     }

@@ -34,13 +34,7 @@ async fn logout_from_an_allowed_origin_ends_the_session() {
 async fn logout_with_the_csrf_header_ends_the_session_and_kills_the_cookie_value() {
     let app = spawn(dev_provider()).await;
     let cookie = cookie_value(app.dev_login("alice").await.headers(), "broker_session").unwrap();
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.logout().await;
     assert_eq!(res.status(), 200);
     let res = browser()
         .get(app.url("/auth/me"))

@@ -659,13 +659,7 @@ async fn client_tokens_die_with_the_broker_session_and_revocation_ends_the_grant
 
     // The broker session ending (here: the user's own logout) ends every grant from it.
     let t = sign_in_tokens(&app, "alice").await;
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.logout().await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         refresh(&app, t["refresh_token"].as_str().unwrap())
@@ -810,13 +804,7 @@ async fn a_client_with_a_backchannel_logout_uri_is_told_when_the_session_ends() 
     .await;
     let t = sign_in_tokens(&app, "alice").await;
     let id = verify(&app, t["id_token"].as_str().unwrap(), "app").await;
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.logout().await;
     assert_eq!(res.status(), 200);
     let claims = first_logout_token(&app, &received).await;
     assert_eq!(claims["sub"], id["sub"]);

@@ -8,13 +8,7 @@ use crate::helpers::*;
 use crate::kinds::{auth0_toml, cognito_toml};
 
 async fn logout(app: &TestApp) -> serde_json::Value {
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.logout().await;
     assert_eq!(res.status(), 200);
     json(res).await
 }

@@ -12,13 +12,7 @@ use crate::helpers::*;
 const OFFLINE: &str = "scopes = [\"openid\", \"email\", \"offline_access\"]\n";
 
 async fn logout(app: &TestApp) -> Value {
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.logout().await;
     assert_eq!(res.status(), 200);
     json(res).await
 }

@@ -212,13 +212,7 @@ async fn the_cookie_is_set_at_sign_in_left_alone_while_reading_and_cleared_at_si
             "a read sets no cookie"
         );
     }
-    let res = app
-        .browser
-        .post(app.url("/auth/logout"))
-        .header("x-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let res = app.logout().await;
     assert_eq!(res.status(), 200);
     let cleared: Vec<String> = set_cookies(res.headers())
         .into_iter()
