@@ -14,8 +14,10 @@ use std::io::{self, BufWriter, Stdout, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::Metadata;
 use tracing_subscriber::fmt::MakeWriter;
@@ -115,13 +117,22 @@ impl<'a> MakeWriter<'a> for LogOutput {
     }
 }
 
-/// The output and format access lines are written with, once the process's logger is set up.
-static INSTALLED: OnceLock<(LogOutput, bool)> = OnceLock::new();
+/// Where and how access lines are written, once the process's logger is set up.
+struct Installed {
+    output: LogOutput,
+    json: bool,
+    /// Whether the process's filter lets the access log through (it is fixed at start).
+    on: bool,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 /// Access lines from now on go to `output`, as JSON when `json`, else as text (without colours:
-/// [`access`] is not used for a terminal).
+/// [`access`] is not used for a terminal). Called after the process's logger is set up: its
+/// filter decides, once, whether access lines are written (`BROKER_LOG="info,access=off"`).
 pub fn install(output: LogOutput, json: bool) {
-    let _ = INSTALLED.set((output, json));
+    let on = tracing::enabled!(target: "access", tracing::Level::INFO);
+    let _ = INSTALLED.set(Installed { output, json, on });
 }
 
 /// One request, as the access log records it.
@@ -129,105 +140,289 @@ pub struct AccessLine<'a> {
     pub method: &'a str,
     pub route: &'a str,
     pub status: u16,
-    pub duration_ms: f64,
-    pub client: &'a str,
+    /// How long the answer took, in whole microseconds (written in milliseconds).
+    pub micros: u64,
+    /// The client's address, if known.
+    pub client: Option<IpAddr>,
     pub request_id: &'a str,
 }
 
+/// A thread's line buffer, and the timestamp's text up to its seconds for the second it last
+/// wrote (most lines of a busy broker share their second with the line before).
+struct Scratch {
+    line: Vec<u8>,
+    second: u64,
+    stamp: Vec<u8>,
+}
+
 thread_local! {
-    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { line: Vec::new(), second: u64::MAX, stamp: Vec::new() })
+    };
 }
 
 /// Writes the access line of a request; `false` when no output is installed (the caller then
-/// logs it through `tracing`). The `access` filter (`BROKER_LOG="info,access=off"`) is obeyed.
+/// logs it through `tracing`).
 pub fn access(line: &AccessLine<'_>) -> bool {
-    let Some((output, json)) = INSTALLED.get() else {
+    let Some(installed) = INSTALLED.get() else {
         return false;
     };
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+    if !installed.on {
         return true;
     }
-    let now = time::OffsetDateTime::now_utc();
-    LINE.with(|buf| {
-        let Ok(mut buf) = buf.try_borrow_mut() else {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
             return;
         };
-        buf.clear();
-        if *json {
-            format_json(&mut buf, now, line);
-        } else {
-            format_text(&mut buf, now, line);
+        let Scratch {
+            line: buf,
+            second,
+            stamp,
+        } = &mut *scratch;
+        if *second != now.as_secs() {
+            *second = now.as_secs();
+            stamp.clear();
+            stamp_to_seconds(stamp, now.as_secs());
         }
-        let _ = output.lock().write_all(buf.as_bytes());
+        buf.clear();
+        if installed.json {
+            format_json(buf, stamp, now.subsec_micros(), line);
+        } else {
+            format_text(buf, stamp, now.subsec_micros(), line);
+        }
+        let _ = installed.output.lock().write_all(buf);
     });
     true
 }
 
-/// RFC 3339 in UTC with microseconds, as `tracing-subscriber` writes its timestamps.
-fn timestamp(out: &mut String, t: time::OffsetDateTime) {
+/// `2025-12-04T04:48:24.`: an RFC 3339 UTC timestamp up to its fraction, as `tracing-subscriber`
+/// writes its timestamps (which add six digits of microseconds and `Z`).
+fn stamp_to_seconds(out: &mut Vec<u8>, unix: u64) {
+    let t = i64::try_from(unix)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (year, month, day) = t.to_calendar_date();
+    let (hour, minute, second) = t.to_hms();
     let _ = write!(
         out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
+        "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.",
+        u8::from(month)
     );
 }
 
-fn format_text(out: &mut String, t: time::OffsetDateTime, l: &AccessLine<'_>) {
-    timestamp(out, t);
-    let _ = writeln!(
-        out,
-        "  INFO request method={} route={:?} status={} duration_ms={:?} client={} request_id={}",
-        l.method, l.route, l.status, l.duration_ms, l.client, l.request_id
-    );
+fn timestamp(out: &mut Vec<u8>, stamp: &[u8], micros: u32) {
+    out.extend_from_slice(stamp);
+    let digit = |n: u32| b'0' + (n % 10) as u8;
+    out.extend_from_slice(&[
+        digit(micros / 100_000),
+        digit(micros / 10_000),
+        digit(micros / 1000),
+        digit(micros / 100),
+        digit(micros / 10),
+        digit(micros),
+        b'Z',
+    ]);
 }
 
-fn format_json(out: &mut String, t: time::OffsetDateTime, l: &AccessLine<'_>) {
-    out.push_str("{\"timestamp\":\"");
-    timestamp(out, t);
-    out.push_str("\",\"level\":\"INFO\",\"message\":\"request\",\"method\":");
+/// `n` in decimal.
+fn push_digits(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// A status code (three digits from 100 to 999; any other `u16` as it is).
+fn push_status(out: &mut Vec<u8>, status: u16) {
+    if status < 1000 {
+        push_small(out, status);
+    } else {
+        push_digits(out, u64::from(status));
+    }
+}
+
+/// `n` (below 1000) in decimal.
+fn push_small(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0; 3];
+    let len = small(&mut digits, n);
+    out.extend_from_slice(&digits[..len]);
+}
+
+/// `n` (below 1000) in decimal at the start of `to`; how many digits that took.
+fn small(to: &mut [u8; 3], n: u16) -> usize {
+    let (h, t, o) = (
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    );
+    if n >= 100 {
+        *to = [h, t, o];
+        3
+    } else if n >= 10 {
+        *to = [t, o, 0];
+        2
+    } else {
+        *to = [o, 0, 0];
+        1
+    }
+}
+
+/// Microseconds as milliseconds, as `f64`'s `Debug` writes `micros as f64 / 1000.0`: `14.946`,
+/// `12.0`, `0.001`. Up to 15 significant digits (31 years) the shortest decimal that reads back as
+/// that `f64` is this exact decimal; beyond, the float is written as the formatter writes it (in
+/// JSON, as `serde_json` does).
+fn push_millis(out: &mut Vec<u8>, micros: u64, json: bool) {
+    if micros >= 1_000_000_000_000_000 {
+        let ms = micros as f64 / 1000.0;
+        if json {
+            let _ = serde_json::to_writer(out, &ms);
+        } else {
+            let _ = write!(out, "{ms:?}");
+        }
+        return;
+    }
+    let (whole, frac) = (micros / 1000, (micros % 1000) as u16);
+    if whole < 1000 {
+        push_small(out, whole as u16);
+    } else {
+        push_digits(out, whole);
+    }
+    out.push(b'.');
+    // Three digits without the zeros that end them (`.5`, `.05`, `.0` for none).
+    let digits = [
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    let len = if frac % 100 == 0 {
+        1
+    } else if frac % 10 == 0 {
+        2
+    } else {
+        3
+    };
+    out.extend_from_slice(&digits[..len]);
+}
+
+/// An address as `Display` writes it, without its machinery for the common IPv4 case.
+fn push_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
+    match ip {
+        None => {}
+        Some(IpAddr::V4(v4)) => {
+            // Into a buffer of the longest address's size, then out in one copy.
+            let mut text = [0; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                let mut digits = [0; 3];
+                let n = small(&mut digits, u16::from(octet));
+                let start = len + usize::from(i > 0);
+                if i > 0 {
+                    text[len] = b'.';
+                }
+                text[start..start + 3].copy_from_slice(&digits);
+                len = start + n;
+            }
+            out.extend_from_slice(&text[..len]);
+        }
+        Some(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// `s` quoted as `str`'s `Debug` writes it.
+fn push_debug(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+fn format_text(out: &mut Vec<u8>, stamp: &[u8], micros: u32, l: &AccessLine<'_>) {
+    timestamp(out, stamp, micros);
+    out.extend_from_slice(b"  INFO request method=");
+    out.extend_from_slice(l.method.as_bytes());
+    out.extend_from_slice(b" route=");
+    push_debug(out, l.route);
+    out.extend_from_slice(b" status=");
+    push_status(out, l.status);
+    out.extend_from_slice(b" duration_ms=");
+    push_millis(out, l.micros, false);
+    out.extend_from_slice(b" client=");
+    push_ip(out, l.client);
+    out.extend_from_slice(b" request_id=");
+    out.extend_from_slice(l.request_id.as_bytes());
+    out.push(b'\n');
+}
+
+fn format_json(out: &mut Vec<u8>, stamp: &[u8], micros: u32, l: &AccessLine<'_>) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out, stamp, micros);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":");
     json_string(out, l.method);
-    out.push_str(",\"route\":");
+    out.extend_from_slice(b",\"route\":");
     json_string(out, l.route);
-    let _ = write!(
-        out,
-        ",\"status\":{},\"duration_ms\":{:?},\"client\":",
-        l.status, l.duration_ms
-    );
-    json_string(out, l.client);
-    out.push_str(",\"request_id\":");
+    out.extend_from_slice(b",\"status\":");
+    push_status(out, l.status);
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_millis(out, l.micros, true);
+    // An address needs no escaping.
+    out.extend_from_slice(b",\"client\":\"");
+    push_ip(out, l.client);
+    out.extend_from_slice(b"\",\"request_id\":");
     json_string(out, l.request_id);
-    out.push_str("}\n");
+    out.extend_from_slice(b"}\n");
 }
 
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
+/// `s` as a JSON string, escaped as `serde_json` escapes it.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            c => {
+                let mut utf8 = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     /// What the `tracing` formatter writes for the event `routes/observe.rs` would log.
     fn through_tracing(json: bool, l: &AccessLine<'_>) -> String {
@@ -254,8 +449,8 @@ mod tests {
                 method = %l.method,
                 route = l.route,
                 status = l.status,
-                duration_ms = l.duration_ms,
-                client = %l.client,
+                duration_ms = l.micros as f64 / 1000.0,
+                client = %l.client.map(|ip| ip.to_string()).unwrap_or_default(),
                 request_id = %l.request_id,
                 "request"
             );
@@ -283,28 +478,35 @@ mod tests {
         fn lines_are_the_tracing_formatters_own(
             method in "[A-Z]{1,7}",
             route in proptest::prop_oneof!["/auth/me", "unmatched", r"/auth/callback/\{provider\}", "[ -~]{0,12}"],
-            status in 100u16..600,
-            micros in 0u64..10_000_000,
-            client in proptest::prop_oneof!["127.0.0.1", "2001:db8::1", ""],
+            status in proptest::prop_oneof![100u16..600, proptest::num::u16::ANY],
+            micros in proptest::prop_oneof![0u64..10_000_000, proptest::num::u64::ANY.prop_map(|m| m % (1 << 53))],
+            client in proptest::option::of(proptest::prop_oneof![
+                proptest::num::u32::ANY.prop_map(|v| IpAddr::from(std::net::Ipv4Addr::from(v))),
+                proptest::num::u128::ANY.prop_map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
+            ]),
             request_id in "[A-Za-z0-9._:-]{1,16}",
         ) {
             let line = AccessLine {
                 method: &method,
                 route: &route,
                 status,
-                duration_ms: micros as f64 / 1000.0,
-                client: &client,
+                micros,
+                client,
                 request_id: &request_id,
             };
-            let now = time::OffsetDateTime::now_utc();
+            let mut stamp = Vec::new();
+            stamp_to_seconds(&mut stamp, 1_764_823_704);
             for json in [false, true] {
-                let mut ours = String::new();
+                let mut ours = Vec::new();
                 if json {
-                    format_json(&mut ours, now, &line);
+                    format_json(&mut ours, &stamp, 910_312, &line);
+                } else {
+                    format_text(&mut ours, &stamp, 910_312, &line);
+                }
+                let ours = String::from_utf8(ours).unwrap();
+                if json {
                     let parsed: serde_json::Value = serde_json::from_str(&ours).unwrap();
                     proptest::prop_assert_eq!(parsed["route"].as_str(), Some(route.as_str()));
-                } else {
-                    format_text(&mut ours, now, &line);
                 }
                 let theirs = through_tracing(json, &line);
                 proptest::prop_assert_eq!(untimed(&ours), untimed(&theirs));
@@ -314,9 +516,53 @@ mod tests {
 
     #[test]
     fn the_timestamp_is_rfc_3339_with_microseconds() {
-        let mut out = String::new();
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_764_823_704_910_312_000).unwrap();
-        timestamp(&mut out, t);
-        assert_eq!(out, "2025-12-04T04:48:24.910312Z");
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        let mut stamp = Vec::new();
+        stamp_to_seconds(&mut stamp, 1_764_823_704);
+        let mut out = Vec::new();
+        timestamp(&mut out, &stamp, 910_312);
+        assert_eq!(text(&out), "2025-12-04T04:48:24.910312Z");
+        for (micros, shown) in [(0, "000000Z"), (7, "000007Z"), (999_999, "999999Z")] {
+            out.clear();
+            timestamp(&mut out, &stamp, micros);
+            assert!(text(&out).ends_with(shown), "{}", text(&out));
+        }
+        // The first second of the epoch and a day far ahead, as the formatter writes them.
+        for (unix, shown) in [
+            (0, "1970-01-01T00:00:00."),
+            (4_102_444_799, "2099-12-31T23:59:59."),
+        ] {
+            stamp.clear();
+            stamp_to_seconds(&mut stamp, unix);
+            assert_eq!(text(&stamp), shown);
+        }
+    }
+
+    /// The timestamp as the formatter writes it now, and ours for the same second: same shape.
+    #[test]
+    fn the_timestamp_has_the_formatters_shape() {
+        let theirs = through_tracing(
+            false,
+            &AccessLine {
+                method: "GET",
+                route: "/",
+                status: 200,
+                micros: 1,
+                client: None,
+                request_id: "x",
+            },
+        );
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let mut ours = Vec::new();
+        stamp_to_seconds(&mut ours, now.as_secs());
+        let mut line = Vec::new();
+        timestamp(&mut line, &ours, now.subsec_micros());
+        let ours = String::from_utf8(line).unwrap();
+        let shape = |s: &str| -> String {
+            s.chars()
+                .map(|c| if c.is_ascii_digit() { '0' } else { c })
+                .collect()
+        };
+        assert_eq!(shape(&ours), shape(&theirs[..ours.len()]));
     }
 }

@@ -1,7 +1,7 @@
 //! Every request, observed: its id (`X-Request-Id`, taken from the caller when well-formed and
-//! always returned), its metrics, one access-log line (method, route, status, duration, client
-//! address, id) and, with `[trace]`, its server span (method, route, status) — never a query
-//! string, a cookie or a token.
+//! always returned), its metrics (with `[metrics]`: nobody could read them otherwise), one
+//! access-log line (method, route, status, duration, client address, id) and, with `[trace]`, its
+//! server span (method, route, status) — never a query string, a cookie or a token.
 //!
 //! Two small layers of our own rather than `from_fn` middleware: the session check is the hot path,
 //! and `from_fn` clones the wrapped service and boxes a future on every request, which cost the
@@ -99,6 +99,7 @@ where
             seen: Some(Seen {
                 started,
                 method,
+                counted: self.state.config.metrics.is_some(),
                 client,
                 header,
                 span,
@@ -111,6 +112,8 @@ where
 struct Seen {
     started: Instant,
     method: Method,
+    /// Whether the request is counted in the metrics: only when `[metrics]` serves them.
+    counted: bool,
     /// `Some` when access logging is on: the client's address, if known.
     client: Option<Option<IpAddr>>,
     header: Option<HeaderValue>,
@@ -148,36 +151,37 @@ where
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
         let route = matched.unwrap_or("unmatched");
-        metrics::request(route, seen.method.as_str(), status, took);
+        if seen.counted {
+            metrics::request(route, seen.method.as_str(), status, took);
+        }
         if let Some((tracer, span)) = seen.span {
             tracer.end(span, || server_span(&seen.method, matched, status));
         }
         if let Some(client) = seen.client {
-            let client = client.map(|ip| ip.to_string()).unwrap_or_default();
             let id = seen
                 .header
                 .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
-            // Whole microseconds: `14.946`, not `14.946050000000001`.
-            let duration_ms = took.as_micros() as f64 / 1000.0;
             let line = log_output::AccessLine {
                 method: seen.method.as_str(),
                 route,
                 status,
-                duration_ms,
-                client: &client,
+                micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                client,
                 request_id: id,
             };
             // Through `tracing` where the process did not set up the broker's own output.
             if !log_output::access(&line) {
+                // Whole microseconds: `14.946`, not `14.946050000000001`.
+                let duration_ms = line.micros as f64 / 1000.0;
                 tracing::info!(
                     target: "access",
                     method = %seen.method,
                     route,
                     status,
                     duration_ms,
-                    client = %client,
+                    client = %client.map(|ip| ip.to_string()).unwrap_or_default(),
                     request_id = %id,
                     "request"
                 );
