@@ -15,7 +15,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath};
-use axum::http::{HeaderValue, Method, Request, Response};
+use axum::http::{Method, Request, Response};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
@@ -24,8 +24,6 @@ use crate::client_info::client_ip;
 use crate::request_id::Serving;
 use crate::trace::{self, Ended, Kind, StartedSpan, Tracer};
 use crate::{log_output, metrics, request_id};
-
-const REQUEST_ID: &str = "x-request-id";
 
 /// The outermost layer: id, metrics, access log, span.
 #[derive(Clone)]
@@ -73,8 +71,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let id =
-            request_id::from_header(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
+        let id = request_id::from_header(req.headers().get(&request_id::HEADER));
         let method = req.method().clone();
         let client = self.state.config.log.access.then(|| {
             let peer = req
@@ -87,7 +84,6 @@ where
                 &self.state.config.server.trusted_proxies,
             )
         });
-        let header = HeaderValue::from_str(&id).ok();
         let span = self
             .tracer
             .as_ref()
@@ -101,7 +97,6 @@ where
                 method,
                 counted: self.state.config.metrics.is_some(),
                 client,
-                header,
                 span,
             }),
         }
@@ -116,7 +111,6 @@ struct Seen {
     counted: bool,
     /// `Some` when access logging is on: the client's address, if known.
     client: Option<Option<IpAddr>>,
-    header: Option<HeaderValue>,
     /// `Some` with `[trace]`: the request's span, ended with the answer.
     span: Option<(Tracer, StartedSpan)>,
 }
@@ -136,14 +130,16 @@ where
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = match ready!(this.inner.poll(cx)) {
+        let mut this = self.project();
+        let mut res = match ready!(this.inner.as_mut().poll(cx)) {
             Ok(res) => res,
             Err(e) => return Poll::Ready(Err(e)),
         };
         let Some(seen) = this.seen.take() else {
             return Poll::Ready(Ok(res));
         };
+        // The request's id, out of the finished task-local scope.
+        let id = this.inner.take_value().map(Serving::into_id);
         let took = seen.started.elapsed();
         let status = res.status().as_u16();
         let matched = res
@@ -158,11 +154,7 @@ where
             tracer.end(span, || server_span(&seen.method, matched, status));
         }
         if let Some(client) = seen.client {
-            let id = seen
-                .header
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
+            let id = id.as_ref().map_or("", request_id::text);
             let line = log_output::AccessLine {
                 method: seen.method.as_str(),
                 route,
@@ -187,8 +179,8 @@ where
                 );
             }
         }
-        if let Some(v) = seen.header {
-            res.headers_mut().insert(REQUEST_ID, v);
+        if let Some(id) = id {
+            res.headers_mut().insert(request_id::HEADER, id);
         }
         Poll::Ready(Ok(res))
     }
