@@ -310,12 +310,32 @@ impl Broker {
     /// Writes `config` (which must listen on `port`) into `dir` as `{name}.toml` and starts the
     /// broker on it; returns once `/readyz` answers 200.
     pub async fn start(name: &str, dir: &Path, port: u16, config: &str) -> Broker {
+        Broker::start_under(&[], name, dir, port, config).await
+    }
+
+    /// As [`Broker::start`], the broker run by `wrapper` (`valgrind --tool=callgrind …`) when it is
+    /// not empty (then given ten times as long to become ready).
+    pub async fn start_under(
+        wrapper: &[&str],
+        name: &str,
+        dir: &Path,
+        port: u16,
+        config: &str,
+    ) -> Broker {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let bin = broker_bin();
-        let child = Command::new(&bin)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bin);
+                cmd
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&path)
             .env_remove("BROKER_LOG")
@@ -324,7 +344,7 @@ impl Broker {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({wrapper:?}): {e}"));
         let broker = Broker {
             name: name.into(),
             base: format!("http://127.0.0.1:{port}"),
@@ -332,7 +352,8 @@ impl Broker {
             child,
             log,
         };
-        broker.wait_ready().await;
+        let wait = if wrapper.is_empty() { 60 } else { 600 };
+        broker.wait_ready(Duration::from_secs(wait)).await;
         broker
     }
 
@@ -348,9 +369,9 @@ impl Broker {
         rss_mib(self.pid())
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&self, wait: Duration) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + wait;
         loop {
             let ready = client
                 .get(format!("{}/readyz", self.base))

@@ -14,13 +14,15 @@
 //!   its `dev` provider), so a login's provider work is not in `sqlite`'s CPU time;
 //! - `redis`: as `sqlite`, with `[sessions]` in Redis (127.0.0.1:6379, the default local cache on).
 //!
-//! Phases (each can be chosen with `BROKER_BENCH_ONLY=main,observe,tail,cpu,scale`):
+//! Phases (each can be chosen with `BROKER_BENCH_ONLY=main,observe,instructions,tail,cpu,scale`):
 //! 1. `main`: rounds of the baseline lookup, the bare handler, the cookie session check on SQLite and
 //!    on Redis, and `/auth/me`, `/auth/check` and the proxy by cookie and by bearer token.
 //! 2. `observe`: what the access log and metrics cost the session check: the `sqlite` broker's
 //!    store served by a second broker with `[log] access = true` (its lines written to a file, as an
 //!    operator's would be) and `[metrics]` on a listener of its own, in interleaved rounds with
 //!    `sqlite`, which has neither (request ids are on in both: docs/performance.md counts theirs).
+//!    `instructions`: the same brokers' instructions per check under callgrind (valgrind), where
+//!    the differences of a few percent that rates on two shared cores blur stay the same run to run.
 //! 3. `tail`: p99 at half the SQLite broker's maximum rate, the broker and the baseline lookup at the
 //!    same offered rate (open loop).
 //! 4. `cpu`: the broker's CPU time per login (through `provider`, and through its own `dev`
@@ -30,7 +32,8 @@
 //!
 //! Settings: `BROKER_BENCH_SECONDS` (per wrk run, default 5), `BROKER_BENCH_ROUNDS` (default 5),
 //! `BROKER_BENCH_SESSIONS` (the large population, default 1 000 000), `BROKER_BENCH_LOGINS`
-//! (default 300), `BROKER_BIN` (another broker binary), `BROKER_BENCH_REDIS` (`host:port`).
+//! (default 300), `BROKER_BENCH_CHECKS` (checks counted under callgrind, default 5 000), `BROKER_BIN`
+//! (another broker binary), `BROKER_BENCH_REDIS` (`host:port`).
 //! Run: `bash bench/run.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -67,6 +70,8 @@ struct Settings {
     rounds: usize,
     sessions: u64,
     logins: usize,
+    /// Session checks counted under callgrind per broker (`instructions`).
+    checks: usize,
     phases: Vec<String>,
     redis: String,
 }
@@ -74,7 +79,7 @@ struct Settings {
 impl Settings {
     fn from_env() -> Settings {
         let phases = std::env::var("BROKER_BENCH_ONLY")
-            .unwrap_or_else(|_| "main,observe,tail,cpu,scale".into())
+            .unwrap_or_else(|_| "main,observe,instructions,tail,cpu,scale".into())
             .split(',')
             .map(|s| s.trim().to_string())
             .collect();
@@ -83,6 +88,7 @@ impl Settings {
             rounds: common::env_or("BROKER_BENCH_ROUNDS", 5),
             sessions: common::env_or("BROKER_BENCH_SESSIONS", 1_000_000),
             logins: common::env_or("BROKER_BENCH_LOGINS", 300),
+            checks: common::env_or("BROKER_BENCH_CHECKS", 5000),
             phases,
             redis: std::env::var("BROKER_BENCH_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into()),
         }
@@ -137,6 +143,9 @@ fn main() {
     }
     if settings.runs("observe") {
         rt.block_on(observe(&settings, &env, &mut summary));
+    }
+    if settings.runs("instructions") {
+        rt.block_on(instructions(&settings, &env, &mut summary));
     }
     if settings.runs("tail") {
         tail(&settings, &env, main.as_ref(), &mut summary);
@@ -686,6 +695,126 @@ async fn observe(s: &Settings, env: &Setup, summary: &mut Summary) {
         ">= 0.97",
         r >= 0.97,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2b: what observing costs, in instructions.
+
+/// The broker's instructions per session check under callgrind (every thread; counters zeroed after
+/// a warm-up, dumped after the measured requests), unobserved and with the access log, `[metrics]`,
+/// or both on. Instruction counts are the same from run to run on a noisy machine, so this sees the
+/// differences of a few percent that rates on two shared cores cannot; they leave out the kernel's
+/// share of a check (the socket's system calls), which observing does not add to.
+async fn instructions(s: &Settings, env: &Setup, summary: &mut Summary) {
+    let baseline_port: u16 = env
+        .baseline
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut per_check = BTreeMap::new();
+    for (name, access, metrics) in [
+        ("unobserved", false, false),
+        ("access log", true, false),
+        ("metrics", false, true),
+        ("access log and metrics", true, true),
+    ] {
+        let port = common::free_port();
+        let mut config = broker_config(
+            port,
+            &env.dir,
+            "sqlite",
+            baseline_port,
+            env.provider.port,
+            None,
+        );
+        if access {
+            config = config.replace("[log]\naccess = false\n", "[log]\naccess = true\n");
+        }
+        if metrics {
+            config += &format!(
+                "[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+                common::free_port()
+            );
+        }
+        let file = name.replace(' ', "_");
+        let out = env.dir.join(format!("callgrind.{file}"));
+        let out_arg = format!("--callgrind-out-file={}", out.display());
+        println!("instructions: {name} (callgrind, {} checks)", s.checks);
+        let broker = Broker::start_under(
+            &["valgrind", "--tool=callgrind", &out_arg],
+            &format!("sqlite_callgrind_{file}"),
+            &env.dir,
+            port,
+            &config,
+        )
+        .await;
+        let client = reqwest::Client::new();
+        let check = || async {
+            let res = client
+                .get(format!("{}/auth/me", broker.base))
+                .header("cookie", &env.sqlite_cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{name}: /auth/me");
+            res.bytes().await.unwrap();
+        };
+        for _ in 0..300 {
+            check().await;
+        }
+        callgrind_control("-z", broker.pid());
+        for _ in 0..s.checks {
+            check().await;
+        }
+        callgrind_control("-d", broker.pid());
+        let dumped = std::fs::read_to_string(format!("{}.1", out.display())).unwrap();
+        let total: f64 = dumped
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no total in the callgrind dump of {name}"));
+        per_check.insert(name, total / s.checks as f64);
+        drop(broker);
+    }
+    let base = per_check["unobserved"];
+    summary.report(
+        "instructions per session check, unobserved",
+        format!("{base:.0}"),
+    );
+    for name in ["access log", "metrics", "access log and metrics"] {
+        let more = per_check[name] - base;
+        let share = more / base * 100.0;
+        let figure = format!("+{more:.0} (+{share:.1} %)");
+        if name == "access log and metrics" {
+            summary.target(
+                &format!("instructions per session check, {name} on"),
+                figure,
+                "<= +3 %",
+                share <= 3.0,
+            );
+        } else {
+            summary.report(
+                &format!("instructions per session check, {name} on"),
+                figure,
+            );
+        }
+    }
+}
+
+/// `callgrind_control {command} {pid}`, which returns once the broker carried the command out.
+fn callgrind_control(command: &str, pid: u32) {
+    let status = Command::new("callgrind_control")
+        .args([command, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("callgrind_control (Debian's valgrind package)");
+    assert!(status.success(), "callgrind_control {command} {pid} failed");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -144,7 +144,8 @@ pub struct AccessLine<'a> {
     pub micros: u64,
     /// The client's address, if known.
     pub client: Option<IpAddr>,
-    pub request_id: &'a str,
+    /// As the header carries it: safe ASCII characters (`request_id::from_header`).
+    pub request_id: &'a [u8],
 }
 
 /// A thread's line buffer, and the timestamp's text up to its seconds for the second it last
@@ -152,12 +153,12 @@ pub struct AccessLine<'a> {
 struct Scratch {
     line: Vec<u8>,
     second: u64,
-    stamp: Vec<u8>,
+    stamp: [u8; 20],
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { line: Vec::new(), second: u64::MAX, stamp: Vec::new() })
+        RefCell::new(Scratch { line: Vec::new(), second: u64::MAX, stamp: [0; 20] })
     };
 }
 
@@ -184,8 +185,7 @@ pub fn access(line: &AccessLine<'_>) -> bool {
         } = &mut *scratch;
         if *second != now.as_secs() {
             *second = now.as_secs();
-            stamp.clear();
-            stamp_to_seconds(stamp, now.as_secs());
+            *stamp = stamp_to_seconds(now.as_secs());
         }
         buf.clear();
         if installed.json {
@@ -200,32 +200,171 @@ pub fn access(line: &AccessLine<'_>) -> bool {
 
 /// `2025-12-04T04:48:24.`: an RFC 3339 UTC timestamp up to its fraction, as `tracing-subscriber`
 /// writes its timestamps (which add six digits of microseconds and `Z`).
-fn stamp_to_seconds(out: &mut Vec<u8>, unix: u64) {
+fn stamp_to_seconds(unix: u64) -> [u8; 20] {
     let t = i64::try_from(unix)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let (year, month, day) = t.to_calendar_date();
     let (hour, minute, second) = t.to_hms();
+    let mut out = [0; 20];
+    // `time` keeps years within ±9999: the text always fills the 20 bytes.
     let _ = write!(
-        out,
+        &mut out[..],
         "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.",
         u8::from(month)
     );
+    out
 }
 
-fn timestamp(out: &mut Vec<u8>, stamp: &[u8], micros: u32) {
-    out.extend_from_slice(stamp);
-    let digit = |n: u32| b'0' + (n % 10) as u8;
-    out.extend_from_slice(&[
-        digit(micros / 100_000),
-        digit(micros / 10_000),
-        digit(micros / 1000),
-        digit(micros / 100),
-        digit(micros / 10),
-        digit(micros),
-        b'Z',
-    ]);
+/// The timestamp: the second's text, six digits of microseconds and `Z`, in one copy.
+fn timestamp(out: &mut Vec<u8>, stamp: &[u8; 20], micros: u32) {
+    let mut text = [0; 27];
+    text[..20].copy_from_slice(stamp);
+    let [a, b, c, _] = THREE[(micros / 1000 % 1000) as usize];
+    let [d, e, f, _] = THREE[(micros % 1000) as usize];
+    text[20..].copy_from_slice(&[a, b, c, d, e, f, b'Z']);
+    out.extend_from_slice(&text);
+}
+
+/// 0 to 999 in three digits with leading zeros, then how many digits the number has without them.
+static THREE: [[u8; 4]; 1000] = {
+    let mut table = [[0; 4]; 1000];
+    let mut n = 0;
+    while n < 1000 {
+        table[n] = [
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+            if n >= 100 {
+                3
+            } else if n >= 10 {
+                2
+            } else {
+                1
+            },
+        ];
+        n += 1;
+    }
+    table
+};
+
+/// 0 to 999 in decimal from the first byte on, then how many digits that is.
+static LEFT: [[u8; 4]; 1000] = {
+    let mut table = [[0; 4]; 1000];
+    let mut n = 0;
+    while n < 1000 {
+        let [a, b, c, len] = THREE[n];
+        table[n] = match len {
+            3 => [a, b, c, 3],
+            2 => [b, c, 0, 2],
+            _ => [c, 0, 0, 1],
+        };
+        n += 1;
+    }
+    table
+};
+
+/// Bytes put at the end of a short buffer with stores of a size known when compiling (a copy of a
+/// length known only at run time is a call to `memcpy`: the line's numbers took a dozen).
+struct Part {
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl Part {
+    /// `bytes` at the end, of which the first `advance` count (the rest is overwritten next).
+    fn put<const N: usize>(&mut self, bytes: [u8; N], advance: u8) {
+        if let Some(to) = self.buf.get_mut(self.len..self.len + N) {
+            to.copy_from_slice(&bytes);
+            self.len += usize::from(advance).min(N);
+        }
+    }
+
+    /// `n` (below 1000) in decimal.
+    fn small(&mut self, n: usize) {
+        let [a, b, c, len] = LEFT[n % 1000];
+        self.put([a, b, c], len);
+    }
+}
+
+/// From the status to the request id's key: the numbers and the address, written in place when
+/// they have their usual size (a status of three digits, under a second, no address or IPv4).
+fn numbers<const JSON: bool>(out: &mut Vec<u8>, l: &AccessLine<'_>) {
+    let usual = (100..1000).contains(&l.status)
+        && l.micros < 1_000_000
+        && !matches!(l.client, Some(IpAddr::V6(_)));
+    if !usual {
+        out.extend_from_slice(if JSON { b",\"status\":" } else { b" status=" });
+        push_status(out, l.status);
+        out.extend_from_slice(if JSON {
+            b",\"duration_ms\":"
+        } else {
+            b" duration_ms="
+        });
+        push_millis(out, l.micros, JSON);
+        // An address needs no escaping.
+        out.extend_from_slice(if JSON { b",\"client\":\"" } else { b" client=" });
+        push_ip(out, l.client);
+        out.extend_from_slice(if JSON {
+            b"\",\"request_id\":"
+        } else {
+            b" request_id="
+        });
+        return;
+    }
+    let mut p = Part {
+        buf: [0; 96],
+        len: 0,
+    };
+    if JSON {
+        p.put(*b",\"status\":", 10);
+    } else {
+        p.put(*b" status=", 8);
+    }
+    p.small(usize::from(l.status));
+    if JSON {
+        p.put(*b",\"duration_ms\":", 15);
+    } else {
+        p.put(*b" duration_ms=", 13);
+    }
+    p.small((l.micros / 1000) as usize);
+    let frac = (l.micros % 1000) as usize;
+    let [a, b, c, _] = THREE[frac];
+    // Without the zeros that end the fraction (`.5`, `.05`, `.0` for none).
+    let len = if frac.is_multiple_of(100) {
+        2
+    } else if frac.is_multiple_of(10) {
+        3
+    } else {
+        4
+    };
+    p.put([b'.', a, b, c], len);
+    if JSON {
+        p.put(*b",\"client\":\"", 11);
+    } else {
+        p.put(*b" client=", 8);
+    }
+    if let Some(IpAddr::V4(v4)) = l.client {
+        let [w, x, y, z] = v4.octets();
+        p.small(usize::from(w));
+        for octet in [x, y, z] {
+            p.put([b'.'], 1);
+            p.small(usize::from(octet));
+        }
+    }
+    if JSON {
+        p.put(*b"\",\"request_id\":", 15);
+    } else {
+        p.put(*b" request_id=", 12);
+    }
+    out.extend_from_slice(&p.buf[..p.len]);
+}
+
+/// `n` (below 1000) in decimal.
+fn small(n: u16) -> &'static [u8] {
+    let entry = &THREE[usize::from(n) % 1000];
+    &entry[3 - usize::from(entry[3])..3]
 }
 
 /// `n` in decimal.
@@ -246,35 +385,9 @@ fn push_digits(out: &mut Vec<u8>, mut n: u64) {
 /// A status code (three digits from 100 to 999; any other `u16` as it is).
 fn push_status(out: &mut Vec<u8>, status: u16) {
     if status < 1000 {
-        push_small(out, status);
+        out.extend_from_slice(small(status));
     } else {
         push_digits(out, u64::from(status));
-    }
-}
-
-/// `n` (below 1000) in decimal.
-fn push_small(out: &mut Vec<u8>, n: u16) {
-    let mut digits = [0; 3];
-    let len = small(&mut digits, n);
-    out.extend_from_slice(&digits[..len]);
-}
-
-/// `n` (below 1000) in decimal at the start of `to`; how many digits that took.
-fn small(to: &mut [u8; 3], n: u16) -> usize {
-    let (h, t, o) = (
-        b'0' + (n / 100 % 10) as u8,
-        b'0' + (n / 10 % 10) as u8,
-        b'0' + (n % 10) as u8,
-    );
-    if n >= 100 {
-        *to = [h, t, o];
-        3
-    } else if n >= 10 {
-        *to = [t, o, 0];
-        2
-    } else {
-        *to = [o, 0, 0];
-        1
     }
 }
 
@@ -292,27 +405,22 @@ fn push_millis(out: &mut Vec<u8>, micros: u64, json: bool) {
         }
         return;
     }
-    let (whole, frac) = (micros / 1000, (micros % 1000) as u16);
+    let (whole, frac) = (micros / 1000, (micros % 1000) as usize);
     if whole < 1000 {
-        push_small(out, whole as u16);
+        out.extend_from_slice(small(whole as u16));
     } else {
         push_digits(out, whole);
     }
-    out.push(b'.');
     // Three digits without the zeros that end them (`.5`, `.05`, `.0` for none).
-    let digits = [
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ];
-    let len = if frac % 100 == 0 {
-        1
-    } else if frac % 10 == 0 {
+    let [a, b, c, _] = THREE[frac];
+    let len = if frac.is_multiple_of(100) {
         2
-    } else {
+    } else if frac.is_multiple_of(10) {
         3
+    } else {
+        4
     };
-    out.extend_from_slice(&digits[..len]);
+    out.extend_from_slice(&[b'.', a, b, c][..len]);
 }
 
 /// An address as `Display` writes it, without its machinery for the common IPv4 case.
@@ -320,20 +428,19 @@ fn push_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
     match ip {
         None => {}
         Some(IpAddr::V4(v4)) => {
-            // Into a buffer of the longest address's size, then out in one copy.
-            let mut text = [0; 15];
+            // Into a buffer of the longest address's size (and a dot), then out in one copy.
+            let mut text = [0; 16];
             let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                let mut digits = [0; 3];
-                let n = small(&mut digits, u16::from(octet));
-                let start = len + usize::from(i > 0);
-                if i > 0 {
-                    text[len] = b'.';
+            for octet in v4.octets() {
+                let [a, b, c, n] = THREE[usize::from(octet)];
+                let n = usize::from(n);
+                let digits = [a, b, c, b'.'];
+                if let Some(to) = text.get_mut(len..len + n + 1) {
+                    to.copy_from_slice(&digits[3 - n..]);
                 }
-                text[start..start + 3].copy_from_slice(&digits);
-                len = start + n;
+                len += n + 1;
             }
-            out.extend_from_slice(&text[..len]);
+            out.extend_from_slice(&text[..len - 1]);
         }
         Some(ip) => {
             let _ = write!(out, "{ip}");
@@ -354,39 +461,26 @@ fn push_debug(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn format_text(out: &mut Vec<u8>, stamp: &[u8], micros: u32, l: &AccessLine<'_>) {
+fn format_text(out: &mut Vec<u8>, stamp: &[u8; 20], micros: u32, l: &AccessLine<'_>) {
     timestamp(out, stamp, micros);
     out.extend_from_slice(b"  INFO request method=");
     out.extend_from_slice(l.method.as_bytes());
     out.extend_from_slice(b" route=");
     push_debug(out, l.route);
-    out.extend_from_slice(b" status=");
-    push_status(out, l.status);
-    out.extend_from_slice(b" duration_ms=");
-    push_millis(out, l.micros, false);
-    out.extend_from_slice(b" client=");
-    push_ip(out, l.client);
-    out.extend_from_slice(b" request_id=");
-    out.extend_from_slice(l.request_id.as_bytes());
+    numbers::<false>(out, l);
+    out.extend_from_slice(l.request_id);
     out.push(b'\n');
 }
 
-fn format_json(out: &mut Vec<u8>, stamp: &[u8], micros: u32, l: &AccessLine<'_>) {
+fn format_json(out: &mut Vec<u8>, stamp: &[u8; 20], micros: u32, l: &AccessLine<'_>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, stamp, micros);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":");
     json_string(out, l.method);
     out.extend_from_slice(b",\"route\":");
     json_string(out, l.route);
-    out.extend_from_slice(b",\"status\":");
-    push_status(out, l.status);
-    out.extend_from_slice(b",\"duration_ms\":");
-    push_millis(out, l.micros, true);
-    // An address needs no escaping.
-    out.extend_from_slice(b",\"client\":\"");
-    push_ip(out, l.client);
-    out.extend_from_slice(b"\",\"request_id\":");
-    json_string(out, l.request_id);
+    numbers::<true>(out, l);
+    json_string(out, &String::from_utf8_lossy(l.request_id));
     out.extend_from_slice(b"}\n");
 }
 
@@ -451,7 +545,7 @@ mod tests {
                 status = l.status,
                 duration_ms = l.micros as f64 / 1000.0,
                 client = %l.client.map(|ip| ip.to_string()).unwrap_or_default(),
-                request_id = %l.request_id,
+                request_id = %String::from_utf8_lossy(l.request_id),
                 "request"
             );
         };
@@ -492,10 +586,9 @@ mod tests {
                 status,
                 micros,
                 client,
-                request_id: &request_id,
+                request_id: request_id.as_bytes(),
             };
-            let mut stamp = Vec::new();
-            stamp_to_seconds(&mut stamp, 1_764_823_704);
+            let stamp = stamp_to_seconds(1_764_823_704);
             for json in [false, true] {
                 let mut ours = Vec::new();
                 if json {
@@ -517,8 +610,7 @@ mod tests {
     #[test]
     fn the_timestamp_is_rfc_3339_with_microseconds() {
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-        let mut stamp = Vec::new();
-        stamp_to_seconds(&mut stamp, 1_764_823_704);
+        let stamp = stamp_to_seconds(1_764_823_704);
         let mut out = Vec::new();
         timestamp(&mut out, &stamp, 910_312);
         assert_eq!(text(&out), "2025-12-04T04:48:24.910312Z");
@@ -532,9 +624,7 @@ mod tests {
             (0, "1970-01-01T00:00:00."),
             (4_102_444_799, "2099-12-31T23:59:59."),
         ] {
-            stamp.clear();
-            stamp_to_seconds(&mut stamp, unix);
-            assert_eq!(text(&stamp), shown);
+            assert_eq!(text(&stamp_to_seconds(unix)), shown);
         }
     }
 
@@ -549,12 +639,11 @@ mod tests {
                 status: 200,
                 micros: 1,
                 client: None,
-                request_id: "x",
+                request_id: b"x",
             },
         );
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let mut ours = Vec::new();
-        stamp_to_seconds(&mut ours, now.as_secs());
+        let ours = stamp_to_seconds(now.as_secs());
         let mut line = Vec::new();
         timestamp(&mut line, &ours, now.subsec_micros());
         let ours = String::from_utf8(line).unwrap();

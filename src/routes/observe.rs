@@ -154,7 +154,7 @@ where
             tracer.end(span, || server_span(&seen.method, matched, status));
         }
         if let Some(client) = seen.client {
-            let id = id.as_ref().map_or("", request_id::text);
+            let id = id.as_ref().map_or(&b""[..], |id| id.as_bytes());
             let line = log_output::AccessLine {
                 method: seen.method.as_str(),
                 route,
@@ -174,7 +174,7 @@ where
                     status,
                     duration_ms,
                     client = %client.map(|ip| ip.to_string()).unwrap_or_default(),
-                    request_id = %id,
+                    request_id = %String::from_utf8_lossy(id),
                     "request"
                 );
             }
