@@ -281,6 +281,26 @@ fn provider_config(port: u16, dir: &Path, callbacks: &[u16]) -> String {
 }
 
 impl Setup {
+    /// The `sqlite` broker's configuration (its store, upstream and providers), listening on `port`.
+    fn sqlite_config(&self, port: u16) -> String {
+        let baseline_port: u16 = self
+            .baseline
+            .base
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        broker_config(
+            port,
+            &self.dir,
+            "sqlite",
+            baseline_port,
+            self.provider.port,
+            None,
+        )
+    }
+
     async fn start(settings: &Settings, dir: &Path, prefix: &str) -> Setup {
         let (b, s, r, p) = (
             common::free_port(),
@@ -618,16 +638,8 @@ fn main_rounds(
 async fn observe(s: &Settings, env: &Setup, summary: &mut Summary) {
     let port = common::free_port();
     let metrics_port = common::free_port();
-    let baseline_port: u16 = env
-        .baseline
-        .base
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let provider_port = env.provider.port;
-    let config = broker_config(port, &env.dir, "sqlite", baseline_port, provider_port, None)
+    let config = env
+        .sqlite_config(port)
         .replace("[log]\naccess = false\n", "[log]\naccess = true\n")
         + &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
     assert!(config.contains("access = true"));
@@ -706,14 +718,6 @@ async fn observe(s: &Settings, env: &Setup, summary: &mut Summary) {
 /// differences of a few percent that rates on two shared cores cannot; they leave out the kernel's
 /// share of a check (the socket's system calls), which observing does not add to.
 async fn instructions(s: &Settings, env: &Setup, summary: &mut Summary) {
-    let baseline_port: u16 = env
-        .baseline
-        .base
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
     let mut per_check = BTreeMap::new();
     for (name, access, metrics) in [
         ("unobserved", false, false),
@@ -722,14 +726,7 @@ async fn instructions(s: &Settings, env: &Setup, summary: &mut Summary) {
         ("access log and metrics", true, true),
     ] {
         let port = common::free_port();
-        let mut config = broker_config(
-            port,
-            &env.dir,
-            "sqlite",
-            baseline_port,
-            env.provider.port,
-            None,
-        );
+        let mut config = env.sqlite_config(port);
         if access {
             config = config.replace("[log]\naccess = false\n", "[log]\naccess = true\n");
         }
